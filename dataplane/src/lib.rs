@@ -1,0 +1,19 @@
+//! The NFVinc dataplane.
+//!
+//! * [`wire`]: zero-copy typed views over Ethernet II, IPv4, UDP and the common
+//!   NFVinc header, with checksums (full and incremental, RFC 1624).
+//! * [`io`]: the batched [`io::PacketIo`] trait and its backends: AF_XDP
+//!   ([`io::afxdp`]), kernel UDP ([`io::udp`]) and in-memory ([`io::mem`]).
+//! * [`runtime`]: pinned run-to-completion workers, the optional pipeline mode
+//!   and the polling policies.
+//! * [`netns`]: network namespaces joined by veth pairs, for tests and
+//!   benchmarks that need real packets through real kernels.
+//!
+//! Every backend hands the VNF complete Ethernet frames, so a VNF is written
+//! once, rewrites frames in place and sends them back without copying, and
+//! runs unchanged on each backend.
+
+pub mod io;
+pub mod netns;
+pub mod runtime;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! Wire formats: zero-copy typed views over packet bytes.

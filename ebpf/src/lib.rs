@@ -1,0 +1,1 @@
+//! XDP programs (C, built by `build.rs`) and their typed userspace handles.

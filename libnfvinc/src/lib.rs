@@ -1,0 +1,3 @@
+//! Client library for NFVinc applications.
+//!
+//! Placeholder: filled by its own issue; see `../shared/ARCHITECTURE.md`.

@@ -1,0 +1,2 @@
+//! nfvinc-perf.
+fn main() {}

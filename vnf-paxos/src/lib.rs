@@ -1,0 +1,3 @@
+//! Multi-Paxos as a network service.
+//!
+//! Placeholder: filled by its own issue; see `../shared/ARCHITECTURE.md`.
