@@ -13,6 +13,8 @@
 //! * [`PacketIo::wait`] sleeps until the backend may have something to
 //!   receive, for adaptive polling.
 
+// Enabled once the `ebpf` crate's steering API lands.
+#[cfg(any())]
 pub mod afxdp;
 mod batch;
 mod freelist;
@@ -40,16 +42,6 @@ pub enum IoError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-impl IoError {
-    /// Wraps the last OS error for operation `op`.
-    pub(crate) fn last_os(op: &'static str) -> Self {
-        IoError::Os {
-            op,
-            source: std::io::Error::last_os_error(),
-        }
-    }
 }
 
 /// Packet and byte counts of one backend instance. Plain numbers owned by the
