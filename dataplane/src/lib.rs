@@ -13,6 +13,7 @@
 //! once, rewrites frames in place and sends them back without copying, and
 //! runs unchanged on each backend.
 
+pub mod iface;
 pub mod io;
 pub mod netns;
 pub mod runtime;

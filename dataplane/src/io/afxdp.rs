@@ -20,7 +20,6 @@
 //! ring is topped up from the free list on every receive; frames a VNF drops
 //! go back through the batch's drop list.
 
-use std::ffi::CString;
 use std::num::NonZeroU32;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
@@ -207,12 +206,7 @@ fn validate(c: &AfXdpConfig) -> Result<(), AfXdpError> {
 }
 
 fn ifindex_of(ifname: &str) -> Result<u32, AfXdpError> {
-    let c = CString::new(ifname).map_err(|_| AfXdpError::NoInterface(ifname.into()))?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(AfXdpError::NoInterface(ifname.into())),
-        i => Ok(i),
-    }
+    crate::iface::index(ifname).ok_or_else(|| AfXdpError::NoInterface(ifname.into()))
 }
 
 /// Transmit descriptors the kernel moves per `sendto` in copy mode; a kick

@@ -126,7 +126,11 @@ pub fn pin_current_thread(core: usize) -> bool {
 
 /// Transmits every frame of `batch`, retrying while the TX ring is full.
 /// Gives up (and releases the rest, counted by the caller) only on shutdown.
-fn send_all<I: PacketIo>(io: &mut I, batch: &mut Batch, stop: &Shutdown) -> Result<u64, IoError> {
+fn send_all<I: PacketIo + ?Sized>(
+    io: &mut I,
+    batch: &mut Batch,
+    stop: &Shutdown,
+) -> Result<u64, IoError> {
     let mut unsent = 0;
     while !batch.is_empty() {
         if io.send(batch)? == 0 {
@@ -144,7 +148,7 @@ fn send_all<I: PacketIo>(io: &mut I, batch: &mut Batch, stop: &Shutdown) -> Resu
 
 /// Runs `vnf` on `io` in the calling thread until `stop` triggers; returns
 /// the backend's counters, with frames abandoned at shutdown in `tx_errors`.
-pub fn run_to_completion<I: PacketIo, V: Vnf + ?Sized>(
+pub fn run_to_completion<I: PacketIo + ?Sized, V: Vnf + ?Sized>(
     io: &mut I,
     vnf: &mut V,
     policy: PollPolicy,

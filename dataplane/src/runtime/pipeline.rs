@@ -20,7 +20,7 @@ use crate::io::{Batch, IoCounters, IoError, PacketIo};
 /// I/O of `io` on the calling thread, with `depth` bursts in flight (at least
 /// 2). Returns the backend's counters once `stop` triggers and everything in
 /// flight has been transmitted.
-pub fn run_pipeline<I: PacketIo, V: Vnf + ?Sized>(
+pub fn run_pipeline<I: PacketIo + ?Sized, V: Vnf + ?Sized>(
     io: &mut I,
     vnf: &mut V,
     policy: PollPolicy,
@@ -67,7 +67,7 @@ pub fn run_pipeline<I: PacketIo, V: Vnf + ?Sized>(
     })
 }
 
-fn io_loop<I: PacketIo>(
+fn io_loop<I: PacketIo + ?Sized>(
     io: &mut I,
     policy: PollPolicy,
     stop: &Shutdown,
