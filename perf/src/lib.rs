@@ -2,15 +2,28 @@
 //! reports for NFVinc's VNFs.
 //!
 //! * [`cli`]: the command line and its validation.
+//! * [`echo`]: the echo scenario, run per backend in its own topology.
+//! * [`generator`]: the load generator's loop over any packet backend.
+//! * [`frame`]: the generator's stamped frames.
 //! * [`sched`]: send pacing (as fast as possible, open loop, closed loop).
 //! * [`seq`]: loss, duplicate and reordering accounting by sequence number.
+//! * [`mem_bench`]: the in-memory scenario (the VNF's logic alone).
+//! * [`vnf`]: the VNF under test as a child process.
 //! * [`report`]: the JSON report, percentiles and the comparison table.
 //! * [`plot`]: the SVG latency plot.
 //! * [`clock`]: the process-wide monotonic clock for timestamps.
+//! * [`progress`]: the progress bar and a log writer that respects it.
 
 pub mod cli;
 pub mod clock;
+pub mod echo;
+pub mod frame;
+pub mod generator;
+pub mod mem_bench;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod sched;
 pub mod seq;
+pub mod vnf;
+pub mod xsk;

@@ -44,6 +44,17 @@ fn x_label(decade: u32) -> String {
     }
 }
 
+/// The label of the tick at `10^e` ns on the y axis: `1ns`, `10µs`, `1s`…
+fn fmt_decade(e: i32) -> String {
+    let (unit, base) = match e {
+        ..3 => ("ns", 0),
+        3..6 => ("µs", 3),
+        6..9 => ("ms", 6),
+        _ => ("s", 9),
+    };
+    format!("{}{unit}", 10u64.pow((e - base).max(0) as u32))
+}
+
 /// The chart for `runs` with `title` on top: one `<path>` per run that has a
 /// curve, in run order, and a legend entry for every run.
 pub fn svg(title: &str, runs: &[Run]) -> String {
@@ -77,8 +88,9 @@ pub fn svg(title: &str, runs: &[Run]) -> String {
     let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="28" text-anchor="middle" font-size="16">{}</text>"#,
-        LEFT + pw / 2.0,
+        r#"<text x="{}" y="28" text-anchor="middle" font-size="{}">{}</text>"#,
+        W / 2.0,
+        if title.chars().count() > 90 { 13 } else { 16 },
         escape(title)
     );
     // Grid and ticks.
@@ -109,7 +121,7 @@ pub fn svg(title: &str, runs: &[Run]) -> String {
             r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
             LEFT - 6.0,
             y + 4.0,
-            escape(&fmt_ns(v))
+            fmt_decade(e)
         );
     }
     let _ = writeln!(
@@ -307,5 +319,13 @@ mod tests {
         assert_eq!(x_label(3), "99.9%");
         assert_eq!(x_label(5), "99.999%");
         assert!((x_of_quantile(0.99) - 2.0).abs() < 1e-9);
+        let y: Vec<String> = [0, 1, 2, 3, 5, 6, 9, 10]
+            .into_iter()
+            .map(fmt_decade)
+            .collect();
+        assert_eq!(
+            y,
+            ["1ns", "10ns", "100ns", "1µs", "100µs", "1ms", "1s", "10s"]
+        );
     }
 }

@@ -114,8 +114,8 @@ pub struct Run {
     #[serde(default)]
     pub warmup_s: f64,
     /// Anything else worth keeping, free-form (e.g. how the UDP checksum of
-    /// generated frames was kept valid).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    /// generated frames was kept valid), written as fields of the run.
+    #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
     /// The percentile curve, for plots; not written to JSON.
     #[serde(skip)]
@@ -281,7 +281,9 @@ mod tests {
             duplicates: 0,
             reordered: 0,
             warmup_s: 1.0,
-            extra: serde_json::Map::new(),
+            extra: [("checksum".to_string(), serde_json::json!("zero"))]
+                .into_iter()
+                .collect(),
             curve: vec![(0.5, 1), (0.9, 2)],
         }
     }
@@ -314,10 +316,15 @@ mod tests {
             assert!(r.get("ns_per_packet").is_none(), "absent unless mem");
         }
         assert_eq!(runs[0]["backend"], "afxdp");
+        assert_eq!(
+            runs[0]["checksum"], "zero",
+            "extra fields sit beside the others"
+        );
         assert_eq!(runs[1]["latency_ns"]["p99"], 40_000);
         // And it reads back (the curve aside).
         let back: Report = serde_json::from_value(v).unwrap();
         assert_eq!(back.runs[0].pps, 2e6);
+        assert_eq!(back.runs[0].extra["checksum"], "zero");
         assert!(back.runs[0].curve.is_empty());
     }
 

@@ -65,9 +65,24 @@ impl OpenLoop {
         self.next
     }
 
+    /// The rate, packets per second.
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
+
     /// Packets issued so far.
     pub fn issued(&self) -> u64 {
         self.issued
+    }
+
+    /// How many packets, up to `max`, are due at `now_ns` and not yet issued.
+    pub fn due(&self, now_ns: u64, max: usize) -> usize {
+        let mut probe = self.clone();
+        let mut n = 0;
+        while n < max && probe.take_due(now_ns).is_some() {
+            n += 1;
+        }
+        n
     }
 
     /// If the next packet is due at `now_ns`, issues it and returns its
@@ -120,6 +135,8 @@ mod tests {
             burst.push(t);
         }
         assert_eq!(burst.len(), 101);
+        assert_eq!(OpenLoop::new(0, 100_000).due(1_000_000, 64), 64);
+        assert_eq!(OpenLoop::new(0, 100_000).due(1_000_000, 500), 101);
         assert_eq!(burst[0], 0);
         assert_eq!(burst[1], 10_000);
         assert_eq!(*burst.last().unwrap(), 1_000_000);
