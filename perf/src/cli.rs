@@ -44,6 +44,22 @@ pub enum Command {
     /// UDP echo: the generator sends stamped UDP frames to the `vnf-echo`
     /// VNF, which reflects them; measures throughput, loss and round-trip
     /// latency.
+    #[command(
+        long_about = "UDP echo: the generator sends stamped UDP frames to the `vnf-echo` VNF, \
+which reflects them; measures throughput, loss and round-trip latency.\n\n\
+For afxdp and udp, each run builds two network namespaces joined by a veth pair: \
+vnf-echo runs in one as a separate process (pinned to --core-vnf, on the backend \
+under test), the generator in the other on its own AF_XDP socket (pinned to \
+--core-gen). Each frame carries a sequence number and a timestamp; latency is the \
+round trip from that timestamp (the intended send time in open loop, so time the \
+generator spent behind schedule counts) to the reply's arrival. Losses are counted \
+by sequence number; replies later than the drain period count as lost.\n\n\
+For mem, 512 frames circulate in process through the in-memory backend and the \
+echo logic alone; latency there is each burst's processing time divided by its \
+packets, and ns/packet is wall time over packets.\n\n\
+The JSON report is {\"runs\": [{scenario, backend, duration_s, sent, received, \
+lost, pps, latency_ns: {p50, p90, p99, p999, max}, ...}, ...]}."
+    )]
     #[command(after_help = "Examples:\n  \
 nfvinc-perf echo --backend afxdp,udp --duration 5 --size 64 --json out.json\n  \
 nfvinc-perf echo --backend afxdp,udp --rate 200000 --plot latency.svg\n  \
