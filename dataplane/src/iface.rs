@@ -45,6 +45,62 @@ pub fn ipv4(ifname: &str) -> Option<Ipv4Addr> {
     found
 }
 
+/// Receive queues of `ifname` (dedicated plus combined channels), as the
+/// driver reports them through ethtool. Asked of the kernel over a socket
+/// rather than read from sysfs, because `/sys/class/net` shows the namespace
+/// sysfs was mounted in, not the calling thread's.
+pub fn rx_queues(ifname: &str) -> Option<u32> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct EthtoolChannels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [libc::c_char; libc::IFNAMSIZ],
+        data: *mut EthtoolChannels,
+        _pad: [u8; 16],
+    }
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+
+    let bytes = ifname.as_bytes();
+    if bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return None;
+    }
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut ch,
+        _pad: [0; 16],
+    };
+    for (d, s) in req.name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: a plain datagram socket, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: SIOCETHTOOL reads the ifreq and writes through its data
+    // pointer into `ch`, which outlives the call.
+    let r = unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut req) };
+    // SAFETY: `fd` is ours and closed once.
+    unsafe { libc::close(fd) };
+    (r == 0).then_some(ch.rx_count + ch.combined_count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +112,6 @@ mod tests {
         assert_eq!(index("no-such-if0"), None);
         assert_eq!(ipv4("no-such-if0"), None);
         assert_eq!(index("bad\0name"), None);
+        assert_eq!(rx_queues("no-such-if0"), None);
     }
 }

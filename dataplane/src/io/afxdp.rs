@@ -141,16 +141,10 @@ impl AfXdpPort {
         &self.ifname
     }
 
-    /// Number of receive queues the interface has.
+    /// Number of receive queues the interface has (1 when the driver does
+    /// not say).
     pub fn queues(&self) -> u32 {
-        std::fs::read_dir(format!("/sys/class/net/{}/queues", self.ifname))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                    .count() as u32
-            })
-            .unwrap_or(1)
-            .max(1)
+        crate::iface::rx_queues(&self.ifname).unwrap_or(1).max(1)
     }
 
     /// Opens an XDP socket on `queue` and registers it as `slot`'s socket for
@@ -384,6 +378,15 @@ impl AfXdpIo {
         self.free.len()
     }
 
+    /// Chunks at rest: on the free list or waiting in the fill ring. Once
+    /// traffic stops, every batch is released and completions are reclaimed
+    /// ([`PacketIo::flush`]), this equals the configured frame count unless a
+    /// buffer leaked. (A zero-copy driver may hold fill-ring chunks in its own
+    /// cache, so the check is exact in copy mode.)
+    pub fn frames_at_rest(&self) -> usize {
+        self.free.len() + self.device.pending() as usize
+    }
+
     /// Moves transmitted chunks from the completion ring to the free list.
     fn reclaim(&mut self) {
         let mut c = self.device.complete(u32::MAX);
@@ -509,20 +512,29 @@ impl PacketIo for AfXdpIo {
         adopt(batch, &self.mem, |a| self.free.put(a))?;
         self.reclaim();
         let want = batch.len();
-        let mut w = self.tx.transmit(want as u32);
-        let n = (w.capacity() as usize).min(want);
-        let descs = &batch.descs()[..n];
-        let mut bytes = 0u64;
-        w.insert(descs.iter().map(|d| {
-            bytes += u64::from(d.len);
-            xdpilone::xdp::XdpDesc {
-                addr: d.addr,
-                len: d.len,
-                options: 0,
+        // xdpilone serves a reservation from its cached view of the kernel's
+        // consumer index while that shows any room at all, so the first
+        // reservation may come up short of what the ring really has; the
+        // second one refreshes the view. Only then is the ring really full.
+        let (mut n, mut bytes) = (0, 0u64);
+        for _ in 0..2 {
+            let rest = &batch.descs()[n..];
+            if rest.is_empty() {
+                break;
             }
-        }));
-        w.commit();
-        drop(w);
+            let mut w = self.tx.transmit(rest.len() as u32);
+            let k = (w.capacity() as usize).min(rest.len());
+            w.insert(rest[..k].iter().map(|d| {
+                bytes += u64::from(d.len);
+                xdpilone::xdp::XdpDesc {
+                    addr: d.addr,
+                    len: d.len,
+                    options: 0,
+                }
+            }));
+            w.commit();
+            n += k;
+        }
         batch.consume_front(n);
         self.counters.tx_packets += n as u64;
         self.counters.tx_bytes += bytes;

@@ -13,8 +13,6 @@
 //! * [`PacketIo::wait`] sleeps until the backend may have something to
 //!   receive, for adaptive polling.
 
-// Enabled once the `ebpf` crate's steering API lands.
-#[cfg(any())]
 pub mod afxdp;
 mod batch;
 mod freelist;
