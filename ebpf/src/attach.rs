@@ -34,7 +34,7 @@ pub enum AttachMode {
 /// drop.
 pub(crate) struct Attached {
     link: Option<XdpLink>,
-    pub(crate) bpf: Ebpf,
+    bpf: Ebpf,
     program: &'static str,
     ifindex: u32,
     mode: AttachMode,
