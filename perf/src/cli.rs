@@ -175,6 +175,12 @@ pub struct EchoArgs {
     #[arg(long, value_name = "PATH")]
     pub vnf_bin: Option<PathBuf>,
 
+    /// The VNF's polling policy (`busy` or `adaptive`); it has its own
+    /// core, so it busy-polls by default.
+    #[arg(long, value_name = "POLICY", default_value = "busy",
+          value_parser = ["busy", "adaptive"])]
+    pub vnf_poll: String,
+
     /// Frames per burst on the generator's (or the in-memory loop's) receive
     /// and transmit calls.
     #[arg(long, value_name = "N", default_value_t = 32,

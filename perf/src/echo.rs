@@ -289,7 +289,7 @@ fn run_net(args: &EchoArgs, backend: Backend, setup: &Setup) -> anyhow::Result<R
             backend: backend.name(),
             port: ECHO_PORT,
             core: args.core_vnf,
-            extra_args: Vec::new(),
+            extra_args: vnf_args(args),
             log: log.clone(),
             ready_timeout: Duration::from_secs(args.ready_timeout),
         },
@@ -367,6 +367,25 @@ fn run_net(args: &EchoArgs, backend: Backend, setup: &Setup) -> anyhow::Result<R
     Ok(net_run(args, backend, &g, vnf_status, &log, setup))
 }
 
+/// Arguments for the VNF beyond the standard ones.
+fn vnf_args(args: &EchoArgs) -> Vec<String> {
+    let mut v = vec!["--poll".to_string(), args.vnf_poll.clone()];
+    if args.queues > 1 {
+        v.extend(["--queues".to_string(), args.queues.to_string()]);
+    }
+    v
+}
+
+/// The counters the VNF prints as its last JSON line when it stops.
+fn vnf_counters(log: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(serde_json::Value::is_object)
+}
+
 fn net_run(
     args: &EchoArgs,
     backend: Backend,
@@ -409,6 +428,9 @@ fn net_run(
     x.insert("vnf_log".into(), json!(log.display().to_string()));
     if let Some(status) = vnf_status {
         x.insert("vnf_exit".into(), json!(status.to_string()));
+    }
+    if let Some(c) = vnf_counters(log) {
+        x.insert("vnf_counters".into(), c);
     }
     if let Some(s) = &g.steer {
         x.insert("generator_steering".into(), json!(s));

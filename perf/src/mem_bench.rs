@@ -89,7 +89,7 @@ pub fn run(
     progress.set_phase(Phase::Warmup);
     loop {
         let n = io.recv(&mut batch)? as u64;
-        reflect(&mut batch);
+        vnf_echo::reflect(&mut batch);
         io.send(&mut batch)?;
         let now = clock::now_ns();
         if n == 0 {
@@ -149,9 +149,4 @@ pub fn run(
         corrupted,
         interrupted,
     })
-}
-
-// TEMPORARY until vnf_echo::reflect lands.
-fn reflect(batch: &mut dataplane::io::Batch) {
-    batch.retain_mut(|f| dataplane::wire::swap_udp_frame_addresses(f.data_mut()).is_ok());
 }
