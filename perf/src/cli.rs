@@ -259,16 +259,22 @@ impl EchoArgs {
             }
         }
         let needs_vnf = self.backend.iter().any(|b| *b != Backend::Mem);
-        if needs_vnf && self.core_gen == self.core_vnf {
-            warnings.push(format!(
-                "generator and VNF share core {}: figures will measure contention",
-                self.core_gen
-            ));
-        }
-        if let (Some(n), Some(b)) = (self.closed_loop, Some(u32::from(self.burst))) {
-            if n < b {
+        if needs_vnf {
+            // vnf-echo pins one worker per queue to consecutive cores.
+            let vnf_cores = self.core_vnf..self.core_vnf + self.queues as usize;
+            if vnf_cores.end > cores {
                 warnings.push(format!(
-                    "--closed-loop {n} below --burst {b}: bursts are limited to {n}"
+                    "--queues {} puts VNF workers on cores {}..={}, but this machine has {cores}: \
+                     the extra workers run unpinned and share cores",
+                    self.queues,
+                    vnf_cores.start,
+                    vnf_cores.end - 1
+                ));
+            }
+            if vnf_cores.contains(&self.core_gen) {
+                warnings.push(format!(
+                    "generator and VNF share core {}: figures will measure contention",
+                    self.core_gen
                 ));
             }
         }
@@ -379,6 +385,13 @@ mod tests {
         // The in-memory backend has no VNF process to share a core with.
         let a = parse("echo --backend mem --core-gen 1").unwrap();
         assert!(a.validate(2).unwrap().is_empty());
+        // Two VNF workers from core 1 need cores 1 and 2.
+        let a = parse("echo --backend afxdp --queues 2").unwrap();
+        let w = a.validate(2).unwrap();
+        assert!(w.len() == 1 && w[0].contains("cores 1..=2"), "{w:?}");
+        assert!(a.validate(4).unwrap().is_empty());
+        let a = parse("echo --backend afxdp --queues 2 --core-vnf 0 --core-gen 1").unwrap();
+        assert!(a.validate(4).unwrap()[0].contains("share core 1"));
     }
 
     #[test]
