@@ -548,8 +548,10 @@ impl PacketIo for AfXdpIo {
             return 0;
         }
         self.reclaim();
+        // Fixed before the loop: `spare` shrinks as frames are pushed.
+        let want = n.min(batch.spare());
         let mut got = 0;
-        while got < n.min(batch.spare()) {
+        while got < want {
             let Some(addr) = self.free.take() else { break };
             batch.push(Desc { addr, len: 0 });
             got += 1;

@@ -148,6 +148,16 @@ impl Batch {
         self.len = 0;
     }
 
+    /// Keeps the first `n` frames and drops the rest (their buffers go back to
+    /// the backend on its next call). For a VNF that was handed more empty
+    /// frames than it had messages to write.
+    pub fn truncate(&mut self, n: usize) {
+        for i in n.min(self.len)..self.len {
+            self.drop_chunk(self.frames[i].addr);
+        }
+        self.len = self.len.min(n);
+    }
+
     /// Moves frames from the front of `self` to the back of `to`, as many as
     /// fit in `to`'s burst. Both batches must share packet memory (as the
     /// stages of one pipeline do); returns how many moved, 0 when they do not.

@@ -168,8 +168,10 @@ impl PacketIo for MemIo {
         if adopt(batch, &self.mem, |a| self.free.put(a)).is_err() {
             return 0;
         }
+        // Fixed before the loop: `spare` shrinks as frames are pushed.
+        let want = n.min(batch.spare());
         let mut got = 0;
-        while got < n.min(batch.spare()) {
+        while got < want {
             let Some(addr) = self.free.take() else { break };
             batch.push(Desc { addr, len: 0 });
             got += 1;
@@ -250,6 +252,25 @@ mod tests {
         assert_eq!(b.frame(1)[0], 2);
         io.send(&mut b).unwrap();
         io.drain_sent(|_| {});
+        assert_eq!(io.free_buffers(), 8, "every buffer is back");
+    }
+
+    #[test]
+    fn truncated_frames_return_to_the_pool() {
+        let mut io = small();
+        let mut b = io.new_batch();
+        let n = b.burst();
+        assert!(n >= 2);
+        assert_eq!(io.alloc(&mut b, n), n);
+        b.frame_mut(0).fill(&[7; 20]).unwrap();
+        b.truncate(1);
+        assert_eq!(b.len(), 1);
+        b.truncate(5);
+        assert_eq!(b.len(), 1, "truncate never grows");
+        io.send(&mut b).unwrap();
+        let mut sent = Vec::new();
+        io.drain_sent(|f| sent.push(f.to_vec()));
+        assert_eq!(sent, vec![vec![7; 20]]);
         assert_eq!(io.free_buffers(), 8, "every buffer is back");
     }
 

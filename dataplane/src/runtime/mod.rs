@@ -23,12 +23,61 @@ pub use shutdown::Shutdown;
 
 use crate::io::{Batch, IoCounters, IoError, PacketIo};
 
-/// A network function: rewrites bursts of frames in place.
+/// A network function: rewrites bursts of frames in place, and may send
+/// frames of its own (retransmissions, timers, pushed events).
 pub trait Vnf: Send {
     /// Handles one received burst. Frames left in `burst` are transmitted
     /// after the call, in order; frames removed (with
     /// [`Batch::retain_mut`] or [`Batch::clear`]) are dropped.
     fn process(&mut self, now: Instant, burst: &mut Batch);
+
+    /// When the VNF next wants [`Vnf::emit`] called, input or not: a timer's
+    /// deadline, or a time already past when it has frames to send. `None`
+    /// (the default, a pure rewriter like echo) costs the loop nothing.
+    fn next_wakeup(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Writes the frames the VNF originates into frames taken from `out`.
+    /// Called by [`run_to_completion`] once [`Vnf::next_wakeup`] has passed;
+    /// called again (after what was written is sent) while it still has.
+    /// [`run_pipeline`] does not call it: pipeline stages only rewrite.
+    fn emit(&mut self, now: Instant, out: &mut Emit<'_>) {
+        let _ = (now, out);
+    }
+}
+
+/// Empty frames for [`Vnf::emit`], taken from the backend one at a time so
+/// that a VNF with one message to send does not tie up a whole burst.
+pub struct Emit<'a> {
+    batch: &'a mut Batch,
+    alloc: &'a mut dyn FnMut(&mut Batch) -> bool,
+}
+
+impl Emit<'_> {
+    /// An empty frame to write a message into (with [`FrameMut::fill`] or
+    /// [`FrameMut::set_len`]); `None` when this burst is full or the
+    /// backend has no free buffer: keep the message for the next call.
+    ///
+    /// [`FrameMut::fill`]: crate::io::FrameMut::fill
+    /// [`FrameMut::set_len`]: crate::io::FrameMut::set_len
+    pub fn frame(&mut self) -> Option<crate::io::FrameMut<'_>> {
+        if self.batch.spare() == 0 || !(self.alloc)(self.batch) {
+            return None;
+        }
+        let last = self.batch.len() - 1;
+        Some(self.batch.frame_mut(last))
+    }
+
+    /// Frames taken so far in this call.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// True when no frame has been taken in this call.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
 }
 
 impl<F: FnMut(Instant, &mut Batch) + Send> Vnf for F {
@@ -93,13 +142,21 @@ impl Idle {
         self.empty = 0;
     }
 
-    /// Called after an empty poll; `wait` blocks for at most the given time.
-    fn idle(&mut self, wait: impl FnOnce(Duration) -> Result<(), IoError>) -> Result<(), IoError> {
+    /// Called after an empty poll; `wait` blocks for at most the given time,
+    /// and never past `until` (the VNF's next wake-up).
+    fn idle(
+        &mut self,
+        until: Option<Instant>,
+        wait: impl FnOnce(Duration) -> Result<(), IoError>,
+    ) -> Result<(), IoError> {
         match self.policy {
             PollPolicy::Busy => std::hint::spin_loop(),
             PollPolicy::Adaptive { spins, wait: max } => {
                 self.empty = self.empty.saturating_add(1);
                 if self.empty > spins {
+                    let max = until.map_or(max, |t| {
+                        max.min(t.saturating_duration_since(Instant::now()))
+                    });
                     wait(max)?;
                 } else {
                     std::hint::spin_loop();
@@ -146,6 +203,9 @@ fn send_all<I: PacketIo + ?Sized>(
     Ok(unsent)
 }
 
+/// Bursts of its own frames a VNF may send between two receives.
+const EMITS_PER_ROUND: usize = 4;
+
 /// Runs `vnf` on `io` in the calling thread until `stop` triggers; returns
 /// the backend's counters, with frames abandoned at shutdown in `tx_errors`.
 pub fn run_to_completion<I: PacketIo + ?Sized, V: Vnf + ?Sized>(
@@ -155,17 +215,53 @@ pub fn run_to_completion<I: PacketIo + ?Sized, V: Vnf + ?Sized>(
     stop: &Shutdown,
 ) -> Result<IoCounters, IoError> {
     let mut batch = io.new_batch();
+    let mut out = io.new_batch();
     let mut idle = Idle::new(policy);
     let mut abandoned = 0;
     while !stop.is_triggered() {
-        if io.recv(&mut batch)? == 0 {
-            idle.idle(|t| io.wait(t))?;
-            continue;
+        let got = io.recv(&mut batch)?;
+        if got > 0 {
+            idle.busy();
+            vnf.process(Instant::now(), &mut batch);
+            abandoned += send_all(io, &mut batch, stop)?;
         }
-        idle.busy();
-        vnf.process(Instant::now(), &mut batch);
-        abandoned += send_all(io, &mut batch, stop)?;
+        let mut wakeup = vnf.next_wakeup();
+        let mut emitted = false;
+        if let Some(at) = wakeup {
+            let now = Instant::now();
+            if at <= now {
+                // Bounded: at most a few bursts of the VNF's own frames
+                // before the next receive, so input is never starved.
+                for _ in 0..EMITS_PER_ROUND {
+                    let mut alloc = |b: &mut Batch| io.alloc(b, 1) == 1;
+                    vnf.emit(
+                        now,
+                        &mut Emit {
+                            batch: &mut out,
+                            alloc: &mut alloc,
+                        },
+                    );
+                    if out.is_empty() {
+                        break;
+                    }
+                    emitted = true;
+                    abandoned += send_all(io, &mut out, stop)?;
+                    if vnf.next_wakeup().is_none_or(|t| t > now) {
+                        break;
+                    }
+                }
+                // A wake-up that stays due with nothing written (no free
+                // buffer yet) must not turn the idle wait into a spin.
+                wakeup = vnf.next_wakeup().filter(|t| *t > now);
+            }
+        }
+        if emitted {
+            idle.busy();
+        } else if got == 0 {
+            idle.idle(wakeup, |t| io.wait(t))?;
+        }
     }
+    io.release(&mut out)?;
     io.release(&mut batch)?;
     io.flush()?;
     let mut c = io.counters();
@@ -212,6 +308,55 @@ mod tests {
         );
     }
 
+    /// A VNF that sends `total` numbered frames of its own, a few per
+    /// wake-up, and stops the loop once they are all out.
+    struct Ticker {
+        next: u32,
+        total: u32,
+        due: Instant,
+        stop: Shutdown,
+    }
+
+    impl Vnf for Ticker {
+        fn process(&mut self, _: Instant, burst: &mut Batch) {
+            burst.clear();
+        }
+        fn next_wakeup(&self) -> Option<Instant> {
+            (self.next < self.total).then_some(self.due)
+        }
+        fn emit(&mut self, now: Instant, out: &mut Emit<'_>) {
+            while self.next < self.total {
+                let Some(mut f) = out.frame() else { return };
+                f.fill(&self.next.to_be_bytes()).unwrap();
+                self.next += 1;
+                if self.next % 100 == 0 && self.next < self.total {
+                    // Then wait a little: the loop must sleep until then.
+                    self.due = now + Duration::from_millis(1);
+                    return;
+                }
+            }
+            self.stop.trigger();
+        }
+    }
+
+    #[test]
+    fn emitted_frames_are_sent_in_order_without_leaks() {
+        let mut io = MemIo::new(MemConfig::default()).unwrap();
+        let stop = Shutdown::new();
+        let mut vnf = Ticker {
+            next: 0,
+            total: 1000,
+            due: Instant::now(),
+            stop: stop.clone(),
+        };
+        let c = run_to_completion(&mut io, &mut vnf, PollPolicy::default(), &stop).unwrap();
+        assert_eq!(c.tx_packets, 1000);
+        let mut out = Vec::new();
+        io.drain_sent(|f| out.push(u32::from_be_bytes(f.try_into().unwrap())));
+        assert_eq!(out, (0..1000).collect::<Vec<_>>());
+        assert_eq!(io.free_buffers(), MemConfig::default().chunks as usize);
+    }
+
     #[test]
     fn poll_policy_parses() {
         assert_eq!("busy".parse::<PollPolicy>().unwrap(), PollPolicy::Busy);
@@ -230,7 +375,7 @@ mod tests {
         });
         let mut waits = 0;
         for _ in 0..10 {
-            idle.idle(|_| {
+            idle.idle(None, |_| {
                 waits += 1;
                 Ok(())
             })
@@ -238,6 +383,14 @@ mod tests {
         }
         assert_eq!(waits, 7);
         idle.busy();
-        idle.idle(|_| panic!("must spin first")).unwrap();
+        idle.idle(None, |_| panic!("must spin first")).unwrap();
+        for _ in 0..4 {
+            idle.idle(None, |_| Ok(())).unwrap();
+        }
+        idle.idle(Some(Instant::now()), |t| {
+            assert_eq!(t, Duration::ZERO, "a wake-up due now bounds the wait");
+            Ok(())
+        })
+        .unwrap();
     }
 }

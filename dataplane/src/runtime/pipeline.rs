@@ -52,7 +52,7 @@ pub fn run_pipeline<I: PacketIo + ?Sized, V: Vnf + ?Sized>(
                     }
                     None if logic_done.is_triggered() => break,
                     None => {
-                        let _ = idle.idle(|t| {
+                        let _ = idle.idle(None, |t| {
                             thread::sleep(t.min(std::time::Duration::from_micros(50)));
                             Ok(())
                         });
@@ -101,7 +101,7 @@ fn io_loop<I: PacketIo + ?Sized>(
         if progressed {
             idle.busy();
         } else if spare.len() == depth {
-            idle.idle(|t| io.wait(t))?;
+            idle.idle(None, |t| io.wait(t))?;
         } else {
             // Batches are with the logic thread: wait for them, not the NIC.
             std::hint::spin_loop();
