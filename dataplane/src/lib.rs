@@ -6,6 +6,10 @@
 //!   ([`io::afxdp`]), kernel UDP ([`io::udp`]) and in-memory ([`io::mem`]).
 //! * [`runtime`]: pinned run-to-completion workers, the optional pipeline mode
 //!   and the polling policies.
+//! * [`control`]: the local control socket (JSON lines over a Unix socket)
+//!   every VNF binary offers to the control plane.
+//! * [`launch`]: what every VNF binary shares: dataplane options, opening
+//!   the backend, workers, logging.
 //! * [`netns`]: network namespaces joined by veth pairs, for tests and
 //!   benchmarks that need real packets through real kernels.
 //!
@@ -13,8 +17,10 @@
 //! once, rewrites frames in place and sends them back without copying, and
 //! runs unchanged on each backend.
 
+pub mod control;
 pub mod iface;
 pub mod io;
+pub mod launch;
 pub mod netns;
 pub mod runtime;
 pub mod wire;
