@@ -1,3 +1,6 @@
 //! Client library for NFVinc applications.
 //!
-//! Placeholder: filled by its own issue; see `../shared/ARCHITECTURE.md`.
+//! * [`fd`]: the failure detector's direct channel: a heartbeat sender
+//!   that keeps its period, requests, and pushed state changes.
+
+pub mod fd;

@@ -225,6 +225,7 @@
 mod config;
 mod detector;
 mod estimator;
+pub mod service;
 mod time;
 mod timers;
 pub mod wire;

@@ -203,6 +203,25 @@ fn send_all<I: PacketIo + ?Sized>(
     Ok(unsent)
 }
 
+/// Lets `vnf` write its own frames into `out`, taking empty frames from
+/// `io` one at a time: one step of what [`run_to_completion`] does when the
+/// VNF's wake-up is due, for loops of one's own and for tests.
+pub fn emit_into<I: PacketIo + ?Sized, V: Vnf + ?Sized>(
+    io: &mut I,
+    out: &mut Batch,
+    now: Instant,
+    vnf: &mut V,
+) {
+    let mut alloc = |b: &mut Batch| io.alloc(b, 1) == 1;
+    vnf.emit(
+        now,
+        &mut Emit {
+            batch: out,
+            alloc: &mut alloc,
+        },
+    );
+}
+
 /// Bursts of its own frames a VNF may send between two receives.
 const EMITS_PER_ROUND: usize = 4;
 
@@ -233,14 +252,7 @@ pub fn run_to_completion<I: PacketIo + ?Sized, V: Vnf + ?Sized>(
                 // Bounded: at most a few bursts of the VNF's own frames
                 // before the next receive, so input is never starved.
                 for _ in 0..EMITS_PER_ROUND {
-                    let mut alloc = |b: &mut Batch| io.alloc(b, 1) == 1;
-                    vnf.emit(
-                        now,
-                        &mut Emit {
-                            batch: &mut out,
-                            alloc: &mut alloc,
-                        },
-                    );
+                    emit_into(io, &mut out, now, vnf);
                     if out.is_empty() {
                         break;
                     }
