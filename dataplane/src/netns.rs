@@ -257,38 +257,7 @@ impl Pair {
     pub fn new(tag: &str, opts: PairOptions) -> Result<Self, NetnsError> {
         let ns_a = Netns::new(&format!("{tag}a"))?;
         let ns_b = Netns::new(&format!("{tag}b"))?;
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        // Interface names are at most 15 bytes and must be unique in the
-        // namespace they are created in (the caller's) until moved.
-        let tmp_a = format!("nv{:x}x{n:x}a", std::process::id() & 0xffff);
-        let tmp_b = format!("nv{:x}x{n:x}b", std::process::id() & 0xffff);
-        let q = opts.queues.max(1).to_string();
-        run(Command::new("ip").args([
-            "link",
-            "add",
-            &tmp_a,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &tmp_b,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-        ]))?;
-        let placed = (|| {
-            run(Command::new("ip").args(["link", "set", &tmp_a, "netns", ns_a.name()]))?;
-            run(Command::new("ip").args(["link", "set", &tmp_b, "netns", ns_b.name()]))
-        })();
-        if let Err(e) = placed {
-            let _ = run(Command::new("ip").args(["link", "del", &tmp_a]));
-            return Err(e);
-        }
+        let (tmp_a, tmp_b) = create_veth(&ns_a, &ns_b, opts.queues)?;
         let a = Self::configure(ns_a, &tmp_a, "veth0", Ipv4Addr::new(198, 18, 0, 1), opts)?;
         let b = Self::configure(ns_b, &tmp_b, "veth0", Ipv4Addr::new(198, 18, 0, 2), opts)?;
         for (from, to) in [(&a, &b), (&b, &a)] {
@@ -332,6 +301,71 @@ impl Pair {
             mac,
         })
     }
+}
+
+/// Creates a veth pair with `queues` queues each way, one end moved into
+/// `a` and the other into `b`; returns their (temporary) names there.
+fn create_veth(a: &Netns, b: &Netns, queues: u32) -> Result<(String, String), NetnsError> {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Interface names are at most 15 bytes and must be unique in the
+    // namespace they are created in (the caller's) until moved.
+    let tmp_a = format!("nv{:x}x{n:x}a", std::process::id() & 0xffff);
+    let tmp_b = format!("nv{:x}x{n:x}b", std::process::id() & 0xffff);
+    let q = queues.max(1).to_string();
+    run(Command::new("ip").args([
+        "link",
+        "add",
+        &tmp_a,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &tmp_b,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+    ]))?;
+    let placed = (|| {
+        run(Command::new("ip").args(["link", "set", &tmp_a, "netns", a.name()]))?;
+        run(Command::new("ip").args(["link", "set", &tmp_b, "netns", b.name()]))
+    })();
+    if let Err(e) = placed {
+        let _ = run(Command::new("ip").args(["link", "del", &tmp_a]));
+        return Err(e);
+    }
+    Ok((tmp_a, tmp_b))
+}
+
+/// One end of a [`veth`] link.
+#[derive(Debug, Clone, Copy)]
+pub struct End<'a> {
+    /// The namespace it goes into.
+    pub ns: &'a Netns,
+    /// Its interface name there.
+    pub ifname: &'a str,
+    /// Its address with prefix length, such as `10.0.1.1/24`.
+    pub cidr: &'a str,
+}
+
+/// Joins two namespaces with a veth link, each end named, addressed and up,
+/// checksum offload off (see [`PairOptions::checksum_offload`]). For
+/// topologies beyond a [`Pair`]: routers, switches, several hosts. The link
+/// goes away with either namespace.
+pub fn veth(a: End<'_>, b: End<'_>) -> Result<(), NetnsError> {
+    let (tmp_a, tmp_b) = create_veth(a.ns, b.ns, 1)?;
+    for (end, tmp) in [(a, tmp_a), (b, tmp_b)] {
+        end.ns.ip(&["link", "set", &tmp, "name", end.ifname])?;
+        end.ns.ip(&["addr", "add", end.cidr, "dev", end.ifname])?;
+        end.ns.ip(&["link", "set", end.ifname, "up"])?;
+        end.ns
+            .exec("ethtool", &["-K", end.ifname, "tx", "off", "rx", "off"])?;
+    }
+    Ok(())
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
