@@ -1,0 +1,2 @@
+//! Placeholder: the stamping benchmark is being written.
+fn main() {}
