@@ -105,3 +105,30 @@ fn runs_are_deterministic() {
     assert_eq!(a.log, b.log);
     assert_eq!(a.frames, b.frames);
 }
+
+/// A member cut off while the sequencer stamps more than its ring holds
+/// gets the old part from its peers (TooOld, then peer NACKs), and the
+/// rest from the sequencer.
+#[test]
+fn messages_older_than_the_ring_come_from_peers() {
+    for seed in 0..20u64 {
+        let mut rng = Rng::new(seed);
+        let mut plan = Plan::random(&mut rng);
+        plan.members = 4;
+        plan.msgs_per_member = 60;
+        plan.send_span = 20 * MS;
+        plan.seq_ring = 32;
+        plan.faults.crashes.clear();
+        plan.faults.loss_ppm = 10_000;
+        plan.faults.cut = Some((3, 2 * MS, 25 * MS));
+        let mut sim = Sim::new(seed, plan);
+        sim.run(2_000 * MS);
+        if let Err(e) = sim.check() {
+            panic!("seed {seed}: {e}");
+        }
+        assert!(
+            sim.members[3].counters().peer_nacks > 0,
+            "seed {seed}: the peers were asked"
+        );
+    }
+}

@@ -66,6 +66,9 @@ pub struct Faults {
     pub crashes: Vec<(u64, bool, u64)>,
     /// Loss and duplication stop here; delay and reordering go on.
     pub until: u64,
+    /// One member cut off (every frame to it lost) from one time to
+    /// another.
+    pub cut: Option<(usize, u64, u64)>,
 }
 
 /// One run's shape.
@@ -78,6 +81,8 @@ pub struct Plan {
     /// `None`: each message picks a mode at random.
     pub mode: Option<Mode>,
     pub batching: bool,
+    /// Messages the sequencers' retransmission rings keep.
+    pub seq_ring: usize,
     pub faults: Faults,
 }
 
@@ -117,6 +122,7 @@ impl Plan {
                 _ => None,
             },
             batching: rng.below(4) != 0,
+            seq_ring: 1024,
             faults: Faults {
                 loss_ppm: rng.between(0, 100_000),
                 dup_ppm: rng.between(0, 50_000),
@@ -124,6 +130,7 @@ impl Plan {
                 delay_max: delay_min + rng.between(0, 800) * US,
                 crashes,
                 until: send_span + 20 * MS,
+                cut: None,
             },
         }
     }
@@ -188,9 +195,9 @@ pub fn member_id(i: usize) -> ProcessId {
     ProcessId(i as u64 + 1)
 }
 
-fn seq_config(id: ProcessId, batching: bool) -> SequencerConfig {
+fn seq_config(id: ProcessId, batching: bool, ring: usize) -> SequencerConfig {
     let mut c = SequencerConfig::new(id, GROUP);
-    c.ring = 1024;
+    c.ring = ring;
     if !batching {
         c.max_batch = 1;
     }
@@ -227,7 +234,11 @@ impl Sim {
             now: 0,
             seqs: vec![Seq {
                 id: first,
-                core: Sequencer::new(seq_config(first, plan.batching), &ids, Time::ZERO),
+                core: Sequencer::new(
+                    seq_config(first, plan.batching, plan.seq_ring),
+                    &ids,
+                    Time::ZERO,
+                ),
                 inbox: Vec::new(),
                 alive: true,
             }],
@@ -271,7 +282,12 @@ impl Sim {
         };
         let f = self.plan.faults.clone();
         for to in targets {
-            let copies = if self.faulty() {
+            let cut = f
+                .cut
+                .is_some_and(|(m, a, b)| member_id(m).0 == to && (a..b).contains(&self.now));
+            let copies = if cut {
+                0
+            } else if self.faulty() {
                 if self.rng.chance(f.loss_ppm) {
                     0
                 } else if self.rng.chance(f.dup_ppm) {
@@ -427,7 +443,7 @@ impl Sim {
         let id = ProcessId(1000 + u64::from(self.epoch));
         let ids: Vec<ProcessId> = (0..self.members.len()).map(member_id).collect();
         let core = Sequencer::replacing(
-            seq_config(id, self.plan.batching),
+            seq_config(id, self.plan.batching, self.plan.seq_ring),
             self.epoch,
             &ids,
             Time::from_nanos(self.now),
