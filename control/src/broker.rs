@@ -1,0 +1,147 @@
+//! Broker: routes each operation either straight to the instance's control
+//! socket or, while the instance is unavailable, to the Scheduler's log.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use dataplane::control::{CallError, ControlClient};
+use serde_json::{Map, Value};
+
+use crate::catalog;
+use crate::error::ApiError;
+use crate::manager;
+use crate::scheduler::{self, RequestStatus};
+use crate::state::AppState;
+
+/// Where an instance's control socket is.
+pub fn control_path(state: &AppState, instance_id: &str) -> PathBuf {
+    state
+        .config
+        .data_dir
+        .join("run")
+        .join(format!("{instance_id}.sock"))
+}
+
+/// How sending to a VNF failed; the distinction decides whether a request
+/// may be logged and replayed (it never reached the VNF) or not.
+#[derive(Debug)]
+pub enum SendError {
+    /// The request did not reach the VNF (no socket, refused connection,
+    /// full queue, shutting down): safe to schedule.
+    NotDelivered(String),
+    /// The VNF answered with an error: that is the request's outcome.
+    Refused(String),
+    /// The request may or may not have been applied.
+    Lost(String),
+}
+
+/// Sends one operation to the instance's control socket.
+pub async fn send(
+    state: &AppState,
+    instance_id: &str,
+    op: &str,
+    args: &Value,
+) -> Result<Value, SendError> {
+    let path = control_path(state, instance_id);
+    let mut request = Map::new();
+    request.insert("op".into(), Value::String(op.to_owned()));
+    if let Some(obj) = args.as_object() {
+        for (k, v) in obj {
+            request.insert(k.clone(), v.clone());
+        }
+    }
+    let request = Value::Object(request);
+    // The control client is blocking (it is the dataplane's own, shared
+    // with the VNFs' tests); a blocking thread keeps it off the executor.
+    tokio::task::spawn_blocking(move || {
+        let mut client =
+            ControlClient::connect(&path).map_err(|e| SendError::NotDelivered(e.to_string()))?;
+        client.call(&request).map_err(|e| match e {
+            CallError::Refused(m)
+                if m.starts_with("VNF busy") || m.starts_with("VNF is shutting down") =>
+            {
+                SendError::NotDelivered(m)
+            }
+            CallError::Refused(m)
+                if m.starts_with("VNF worker did not answer")
+                    || m.starts_with("VNF dropped the request") =>
+            {
+                SendError::Lost(m)
+            }
+            CallError::Refused(m) => SendError::Refused(m),
+            other => SendError::Lost(other.to_string()),
+        })
+    })
+    .await
+    .unwrap_or_else(|e| Err(SendError::Lost(format!("control call task failed: {e}"))))
+}
+
+/// What became of an operation.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The VNF applied it and answered.
+    Done(Value),
+    /// It was logged for later; poll the request.
+    Scheduled(RequestStatus),
+}
+
+/// Handles `POST /v1/instances/{id}/ops/{op}` for `user_id`.
+pub async fn submit(
+    state: &AppState,
+    user_id: i64,
+    instance_id: &str,
+    op_name: &str,
+    args: Value,
+) -> Result<Outcome, ApiError> {
+    let row = manager::load(state, user_id, instance_id).await?;
+    let svc = catalog::find(&state.vnf_dir, true, &row.service)
+        .ok_or_else(|| ApiError::Internal(format!("service {:?} left the catalog", row.service)))?;
+    let Some(op) = svc.operations.iter().find(|o| o.name == op_name) else {
+        return Err(ApiError::NotFound(format!(
+            "service {:?} has no operation {op_name:?} (it has: {})",
+            svc.name,
+            if svc.operations.is_empty() {
+                "none over REST".to_string()
+            } else {
+                svc.operations
+                    .iter()
+                    .map(|o| o.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )));
+    };
+    op.validate(&args).map_err(ApiError::Unprocessable)?;
+    let rt = state.registry.insert(&row.id, false);
+    let _gate = rt.gate.read().await;
+    if rt.is_available() && !scheduler::has_pending(state, &row.id).await? {
+        match send(state, &row.id, op.name, &args).await {
+            Ok(v) => {
+                state.metrics.ops_direct.fetch_add(1, Ordering::Relaxed);
+                return Ok(Outcome::Done(v));
+            }
+            Err(SendError::Refused(m)) => {
+                return Err(ApiError::Unprocessable(format!(
+                    "{} refused {op_name:?}: {m}",
+                    svc.name
+                )));
+            }
+            Err(SendError::Lost(m)) => {
+                return Err(ApiError::BadGateway(format!(
+                    "the VNF failed while applying {op_name:?}; it may or may not have been applied: {m}"
+                )));
+            }
+            Err(SendError::NotDelivered(m)) => {
+                manager::set_unavailable(state, &row.id, &m).await;
+            }
+        }
+    }
+    if !op.mutating {
+        return Err(ApiError::Unavailable(format!(
+            "instance {} is unavailable and {op_name:?} is a read, which is not scheduled; retry later",
+            row.id
+        )));
+    }
+    let logged = scheduler::enqueue(state, user_id, &row.id, op.name, &args).await?;
+    Ok(Outcome::Scheduled(logged))
+}

@@ -1,0 +1,236 @@
+//! The Configuration Agent's state in SQLite: opening, schema migrations,
+//! and the bridge from async handlers to the (blocking) connection.
+//!
+//! One connection behind a mutex is enough: every statement here is a
+//! point lookup or a single-row write (microseconds), and SQLite serialises
+//! writers anyway. Calls run on tokio's blocking pool so that an fsync never
+//! stalls the async workers. WAL with `synchronous = FULL` makes every
+//! committed transaction durable before the API acknowledges it, which the
+//! Scheduler's "logged before 202" promise depends on.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+use crate::error::ApiError;
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many
+/// have run. Append, never edit: a released database has run the old ones.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        key_hash BLOB NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        token_hash BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE tenant_networks (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id),
+        netns TEXT NOT NULL UNIQUE,
+        host_if TEXT NOT NULL UNIQUE,
+        subnet INTEGER NOT NULL UNIQUE,
+        host_addr TEXT NOT NULL,
+        tenant_addr TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        service TEXT NOT NULL,
+        version TEXT NOT NULL,
+        name TEXT,
+        state TEXT NOT NULL,
+        available INTEGER NOT NULL,
+        pid INTEGER,
+        addr TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        control_path TEXT NOT NULL,
+        config TEXT NOT NULL,
+        scale_min INTEGER NOT NULL,
+        scale_max INTEGER NOT NULL,
+        replicas INTEGER NOT NULL,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX instances_user ON instances(user_id);
+    CREATE TABLE flow_routes (
+        id INTEGER PRIMARY KEY,
+        instance_id TEXT NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+        session_id INTEGER,
+        dst_addr TEXT NOT NULL,
+        dst_port INTEGER NOT NULL,
+        session_key BLOB NOT NULL,
+        installed INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE scheduled_requests (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        instance_id TEXT NOT NULL,
+        user_id INTEGER NOT NULL,
+        op TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        created_at INTEGER NOT NULL,
+        completed_at INTEGER
+    );
+    CREATE INDEX scheduled_pending ON scheduled_requests(instance_id, status, seq);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        user_id INTEGER,
+        instance_id TEXT,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    ",
+];
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The shared database handle.
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Opens (creating) `dir/nfvinc.db` and brings its schema up to date.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut conn = Connection::open(dir.join("nfvinc.db"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection from a blocking thread.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("database task failed: {e}")))?
+    }
+
+    /// Runs `f` on the connection on this thread (start-up, admin commands).
+    pub fn blocking<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "database schema migrated");
+    }
+    Ok(())
+}
+
+/// Reads a `meta` value, setting it to `make()` the first time.
+pub fn meta_get_or_init(
+    conn: &Connection,
+    key: &str,
+    make: impl FnOnce() -> String,
+) -> rusqlite::Result<String> {
+    use rusqlite::OptionalExtension;
+    if let Some(v) = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?
+    {
+        return Ok(v);
+    }
+    let v = make();
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+        rusqlite::params![key, v],
+    )?;
+    Ok(v)
+}
+
+/// Records a lifecycle event (kept for operators; also streamed over SSE).
+pub fn record_event(
+    conn: &Connection,
+    user_id: Option<i64>,
+    instance_id: Option<&str>,
+    kind: &str,
+    detail: &serde_json::Value,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO events (at, user_id, instance_id, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![now_ms(), user_id, instance_id, kind, detail.to_string()],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let v1 = db.blocking(|c| meta_get_or_init(c, "daemon_id", || "abc".into()).unwrap());
+        drop(db);
+        let db = Db::open(dir.path()).unwrap();
+        let v2 = db.blocking(|c| meta_get_or_init(c, "daemon_id", || "xyz".into()).unwrap());
+        assert_eq!(v1, "abc");
+        assert_eq!(v2, "abc");
+        let version: usize = db.blocking(|c| {
+            c.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(version, MIGRATIONS.len());
+    }
+}
