@@ -5,7 +5,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const PROGRAMS: &[&str] = &["steer", "fault"];
+const PROGRAMS: &[&str] = &["steer", "fault", "liveness"];
 const HEADERS: &[&str] = &["parse.h"];
 
 fn main() -> ExitCode {

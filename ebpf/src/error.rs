@@ -110,6 +110,17 @@ pub enum EbpfError {
     /// port"; say `None` instead.
     #[error("UDP port 0 cannot be targeted: use None for every port")]
     BadPort,
+    /// Every passive-liveness slot is taken.
+    #[error("passive liveness watches at most {0} addresses")]
+    WatchFull(u32),
+    /// Mapping a map's memory into the process failed.
+    #[error("mmap of map {map}: {source}")]
+    Mmap {
+        /// Which map.
+        map: &'static str,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
     /// Reading or writing a map failed.
     #[error("map {map}: {source}")]
     Map {

@@ -328,7 +328,7 @@ pub(crate) fn errno(e: &io::Error) -> Option<i32> {
     })
 }
 
-fn align4(n: usize) -> usize {
+pub(crate) fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
@@ -341,7 +341,7 @@ fn read_u32(b: &[u8]) -> u32 {
 
 /// The attributes in `buf`, as (type without flags, payload); stops at the
 /// first malformed one.
-fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if buf.len() < 4 {
             return None;
