@@ -241,6 +241,24 @@ impl Liveness {
         (t != 0).then_some(t)
     }
 
+    /// The port (interface index) that saw the source in `slot` last, and
+    /// when: where a process sits, learned from its own traffic.
+    pub fn last_port(&self, slot: u32) -> Option<(u32, u64)> {
+        if slot >= MAX_WATCHED {
+            return None;
+        }
+        self.ports
+            .iter()
+            .map(|p| {
+                (
+                    p.attached.ifindex(),
+                    p.seen.slot(slot).load(Ordering::Relaxed),
+                )
+            })
+            .filter(|&(_, t)| t != 0)
+            .max_by_key(|&(_, t)| t)
+    }
+
     /// Frames seen, summed over ports.
     pub fn counters(&self) -> Result<LivenessCounters, EbpfError> {
         let mut c = LivenessCounters::default();

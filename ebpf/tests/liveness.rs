@@ -53,6 +53,11 @@ fn watched_sources_are_stamped_and_traffic_passes() {
         "stamp {seen} outside [{before}, {after}]: not CLOCK_MONOTONIC?"
     );
     assert_eq!(live.last_seen(other), None, "a silent source has no stamp");
+    assert_eq!(
+        live.last_port(slot),
+        Some((ifindex, seen)),
+        "learned: behind veth0"
+    );
     let c = live.counters().unwrap();
     assert!(c.seen >= 10, "{c:?}");
 

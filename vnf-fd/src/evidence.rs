@@ -60,6 +60,10 @@ impl PassiveLiveness for Passive {
     fn last_seen(&self, slot: u32) -> Option<u64> {
         self.0.last_seen(slot)
     }
+
+    fn last_port(&self, slot: u32) -> Option<u32> {
+        self.0.last_port(slot).map(|(port, _)| port)
+    }
 }
 
 /// Link events of the namespace's interfaces.

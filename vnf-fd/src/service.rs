@@ -51,6 +51,9 @@ pub trait PassiveLiveness: Send {
     fn unwatch(&mut self, addr: Ipv4Addr);
     /// When the source in `slot` last sent a packet (ns, `CLOCK_MONOTONIC`).
     fn last_seen(&self, slot: u32) -> Option<u64>;
+    /// The port (interface index) the source in `slot` was last seen on:
+    /// where a process added without a link sits.
+    fn last_port(&self, slot: u32) -> Option<u32>;
 }
 
 /// Link-state changes of the interfaces processes sit behind.
@@ -144,6 +147,8 @@ struct Watched {
     addr: Ipv4Addr,
     slot: u32,
     fed: u64,
+    /// Added without a link: take the port its traffic comes through.
+    learn_link: bool,
 }
 
 /// The failure-detector VNF.
@@ -253,6 +258,7 @@ impl FdService {
                     addr,
                     slot,
                     fed: 0,
+                    learn_link: spec.link.is_none(),
                 }),
                 Err(e) => {
                     let _ = self.det.remove_process(spec.id);
@@ -460,6 +466,15 @@ impl FdService {
                 if let Some(seen) = p.last_seen(w.slot)
                     && seen > w.fed
                 {
+                    if w.fed == 0 && w.learn_link {
+                        // Added without a link: the port its first packet
+                        // came through is where it sits.
+                        if let Some(port) = p.last_port(w.slot) {
+                            let t = self.clock.time(now);
+                            let _ = self.det.set_link(w.id, Some(LinkId(port)), t);
+                            tracing::info!(process = w.id.0, port, "link learned from traffic");
+                        }
+                    }
                     w.fed = seen;
                     // Unknown only if removed meanwhile: nothing to do.
                     let _ = self.det.traffic_seen(w.id, Time::from_nanos(seen));
@@ -936,6 +951,10 @@ mod tests {
         fn last_seen(&self, slot: u32) -> Option<u64> {
             self.0.lock().unwrap().get(slot as usize).and_then(|e| e.1)
         }
+        fn last_port(&self, slot: u32) -> Option<u32> {
+            // Every fake source sits behind port 40 + its slot.
+            self.last_seen(slot).map(|_| 40 + slot)
+        }
     }
 
     struct FakeLinks(Arc<Mutex<Vec<(u32, bool)>>>);
@@ -972,6 +991,7 @@ mod tests {
         let client = std::thread::spawn(move || {
             let call = |v| dataplane::control::call(&p, &v);
             let a = call(json!({"op": "add", "process": 5, "addr": "10.0.0.5", "link": "p3"}))?;
+            call(json!({"op": "add", "process": 6, "addr": "10.0.0.6"}))?;
             let bad = call(json!({"op": "add", "process": "x"}))
                 .unwrap_err()
                 .to_string();
@@ -988,18 +1008,24 @@ mod tests {
         assert_eq!(a["state"], "correct");
         assert_eq!(a["link"], 3);
         assert!(bad.contains("\"process\" must be"), "{bad}");
-        assert_eq!(list.as_array().unwrap().len(), 1);
+        assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
 
         // Traffic seen by the (fake) XDP map keeps it correct past its
         // heartbeat deadline.
         let mut t = now;
         for _ in 0..30 {
             t += Duration::from_millis(5);
-            seen.lock().unwrap()[0].1 = Some(clock.time(t).as_nanos());
+            for s in seen.lock().unwrap().iter_mut() {
+                s.1 = Some(clock.time(t).as_nanos());
+            }
             step(&mut svc, &mut io, &[], t + Duration::from_millis(1));
         }
         assert_eq!(svc.detector().state(ProcessId(5)), Some(State::Correct));
         assert!(svc.detector().counters().traffic > 0);
+        let learned = svc.detector().process(ProcessId(6)).unwrap().link;
+        assert_eq!(learned, Some(LinkId(41)), "link learned from its traffic");
+        let given = svc.detector().process(ProcessId(5)).unwrap().link;
+        assert_eq!(given, Some(LinkId(3)), "a given link is kept");
 
         // Its link goes down: unreachable at the next tick.
         links.lock().unwrap().push((3, false));

@@ -244,9 +244,12 @@ fn scenario(backend: &str) {
     let mut events = ControlClient::connect(&control).unwrap();
     events.subscribe().unwrap();
     for i in 1..=3u64 {
+        // Process 2 is added without its link: the detector learns it from
+        // the port its traffic comes through.
+        let link = (i != 2).then(|| format!("p{i}"));
         let added = call(
             &control,
-            &json!({"op": "add", "process": i, "link": format!("p{i}"),
+            &json!({"op": "add", "process": i, "link": link,
                     "addr": host_addr(i as u8).to_string()}),
         )
         .unwrap();
@@ -294,6 +297,15 @@ fn scenario(backend: &str) {
     for i in 1..=3 {
         assert_eq!(state(&control, i), "correct", "process {i}");
     }
+    let p2_index: u64 = topo
+        .nfvi
+        .exec("cat", &["/sys/class/net/p2/ifindex"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let info = call(&control, &json!({"op": "query", "process": 2})).unwrap();
+    assert_eq!(info["link"], p2_index, "link learned from traffic: {info}");
     let c = call(&control, &json!({"op": "counters"})).unwrap();
     assert!(c["heartbeats"].as_u64().unwrap() > 50, "{c}");
     assert!(c["traffic"].as_u64().unwrap() > 0, "passive liveness: {c}");
