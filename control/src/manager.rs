@@ -683,7 +683,7 @@ mod tests {
     fn config_becomes_checked_flags() {
         assert_eq!(
             validate_config(&json!({"poll": "busy", "burst": 32})).unwrap(),
-            ["--poll", "busy", "--burst", "32"]
+            ["--burst", "32", "--poll", "busy"]
         );
         assert!(validate_config(&json!({"poll": "spin"})).is_err());
         assert!(validate_config(&json!({"burst": 0})).is_err());

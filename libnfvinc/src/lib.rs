@@ -4,3 +4,4 @@
 //!   that keeps its period, requests, and pushed state changes.
 
 pub mod fd;
+pub mod rest;
