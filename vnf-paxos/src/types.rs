@@ -1,0 +1,161 @@
+//! The values every role shares: node ids, ballots, acceptor identities,
+//! commands and the values decided.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+/// A process of the service (coordinator, acceptor, learner or client) as
+/// the shell addresses it; the shell maps ids to network addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NodeId(pub u16);
+
+/// A consensus instance: a slot of the replicated log.
+pub type Instance = u64;
+
+/// A client of the service, unique across its restarts (the client library
+/// picks a random 64-bit id per session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ClientId(pub u64);
+
+/// A ballot: `(round, coordinator, incarnation)`, ordered in that order.
+///
+/// The incarnation makes ballots of a restarted coordinator differ from the
+/// ones it used before it crashed, which it has forgotten: two different
+/// values proposed in one ballot would break Paxos. The round is the only
+/// part that grows; the rest breaks ties between coordinators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Ballot {
+    /// The round, bumped by each election.
+    pub round: u32,
+    /// The coordinator that owns the ballot.
+    pub node: NodeId,
+    /// The coordinator's incarnation (fresh at each start).
+    pub incarnation: u16,
+}
+
+impl Ballot {
+    /// The ballot below every real ballot: nothing promised or accepted.
+    pub const ZERO: Ballot = Ballot {
+        round: 0,
+        node: NodeId(0),
+        incarnation: 0,
+    };
+
+    /// The ballot as one ordered 64-bit number (its wire form).
+    #[inline]
+    pub const fn to_u64(self) -> u64 {
+        ((self.round as u64) << 32) | ((self.node.0 as u64) << 16) | self.incarnation as u64
+    }
+
+    /// The ballot of a wire number.
+    #[inline]
+    pub const fn from_u64(v: u64) -> Self {
+        Ballot {
+            round: (v >> 32) as u32,
+            node: NodeId((v >> 16) as u16),
+            incarnation: v as u16,
+        }
+    }
+}
+
+impl Ord for Ballot {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.to_u64().cmp(&other.to_u64())
+    }
+}
+
+impl PartialOrd for Ballot {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// An acceptor's identity: its slot in the acceptor group and its
+/// incarnation.
+///
+/// An acceptor that keeps its state in memory comes back from a restart
+/// with a new incarnation, which the group does not count until a leader
+/// has admitted it (see the crate docs): the old identity's promises and
+/// votes are gone with its memory, so that identity must never vote again.
+/// An acceptor with a write-ahead log keeps its identity across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct AcceptorId {
+    /// Its slot, `0..acceptors`.
+    pub slot: u16,
+    /// Its incarnation; a higher one replaces a lower one in the slot.
+    pub incarnation: u32,
+}
+
+/// One client request: a payload, named by the client and its sequence
+/// number so that retries can be recognised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Command {
+    /// Who submitted it.
+    pub client: ClientId,
+    /// The client's sequence number for it, from 1.
+    pub seq: u64,
+    /// The application's bytes.
+    pub payload: Arc<[u8]>,
+}
+
+impl Command {
+    /// Bytes it takes in a message.
+    pub fn wire_len(&self) -> usize {
+        crate::wire::value::COMMAND_HEADER_LEN + self.payload.len()
+    }
+}
+
+/// What one instance decides: a batch of commands, in order. An empty batch
+/// is a no-op, which a new leader uses to fill holes in the log.
+///
+/// Cloning is cheap (a reference count), because one value travels to
+/// every acceptor and learner.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Value(pub Arc<[Command]>);
+
+impl Value {
+    /// The no-op.
+    pub fn noop() -> Self {
+        Value(Arc::from(Vec::new()))
+    }
+
+    /// A batch of commands.
+    pub fn batch(commands: Vec<Command>) -> Self {
+        Value(Arc::from(commands))
+    }
+
+    /// True for the no-op.
+    pub fn is_noop(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The commands.
+    pub fn commands(&self) -> &[Command] {
+        &self.0
+    }
+
+    /// Bytes it takes in a message.
+    pub fn wire_len(&self) -> usize {
+        crate::wire::value::VALUE_HEADER_LEN + self.0.iter().map(Command::wire_len).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ballots_order_by_round_then_node_then_incarnation() {
+        let b = |round, node, incarnation| Ballot {
+            round,
+            node: NodeId(node),
+            incarnation,
+        };
+        assert!(b(2, 0, 0) > b(1, 9, 9));
+        assert!(b(1, 2, 0) > b(1, 1, 9));
+        assert!(b(1, 1, 2) > b(1, 1, 1));
+        for x in [b(0, 0, 0), b(7, 3, 65535), b(u32::MAX, u16::MAX, 1)] {
+            assert_eq!(Ballot::from_u64(x.to_u64()), x);
+        }
+    }
+}
