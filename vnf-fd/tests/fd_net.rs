@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 use dataplane::control::{ControlClient, call};
 use dataplane::netns::{End, Netns, check_privileges, veth};
 use serde_json::{Value, json};
+use vnf_fd::wire::Target;
+use vnf_fd::{ProcessId, State};
 
 const PORT: u16 = 7300;
 const VNF_ADDR: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 2);
@@ -58,7 +60,7 @@ fn main() {
         let id: u64 = id.parse().expect("process id");
         let hb = libnfvinc::fd::Heartbeater::start(
             SocketAddrV4::new(VNF_ADDR, PORT),
-            vnf_fd::ProcessId(id),
+            ProcessId(id),
             Duration::from_millis(INTERVAL_MS),
         )
         .expect("heartbeater");
@@ -310,6 +312,22 @@ fn scenario(backend: &str) {
     assert!(c["heartbeats"].as_u64().unwrap() > 50, "{c}");
     assert!(c["traffic"].as_u64().unwrap() > 0, "passive liveness: {c}");
 
+    // An application on the direct channel (from h3) subscribes to
+    // process 1 and queries it, as libnfvinc does.
+    let mut app = topo.hosts[2]
+        .spawn(|| libnfvinc::fd::FdClient::connect(SocketAddrV4::new(VNF_ADDR, PORT)))
+        .join()
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    app.subscribe(Target::One(ProcessId(1))).unwrap();
+    let entries = app.query(Target::All).unwrap();
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(
+        entries.iter().all(|e| e.state == State::Correct),
+        "{entries:?}"
+    );
+
     // Crash of a heartbeating process: suspected within the bound (the
     // heartbeat due one interval later, plus the margin, plus one
     // housekeeping tick and scheduling slack).
@@ -323,6 +341,14 @@ fn scenario(backend: &str) {
     );
     assert_eq!(e["cause"], "timeout");
     println!("  crash suspected after {:.1} ms", delay as f64 / 1e6);
+    let pushed = app
+        .next_event(Duration::from_secs(2))
+        .unwrap()
+        .expect("the suspicion is pushed to the direct-channel subscriber");
+    assert_eq!(
+        (pushed.process, pushed.to, pushed.at.as_nanos()),
+        (ProcessId(1), State::Suspected, e["at_ns"].as_u64().unwrap())
+    );
 
     // Link down: exactly process 3 becomes unreachable, within 10 ms.
     let t = monotonic_ns();
