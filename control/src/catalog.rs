@@ -15,6 +15,8 @@ use utoipa::ToSchema;
 pub enum ParamType {
     /// A non-negative integer that fits in 64 bits.
     Uint,
+    /// A non-negative number (integer or not).
+    Number,
     /// A string.
     String,
     /// Any JSON value.
@@ -111,9 +113,13 @@ fn all() -> Vec<Service> {
             true,
             vec![
                 p("process", Uint, true),
-                p("link", String, false),
-                p("interval_ms", Uint, false),
-                p("margin_ms", Uint, false),
+                // An interface name or index, which the VNF resolves.
+                p("link", Any, false),
+                p("group", Uint, false),
+                p("interval_ms", Number, false),
+                p("margin_ms", Number, false),
+                p("window", Uint, false),
+                p("addr", String, false),
             ],
         ),
         op(
@@ -260,6 +266,7 @@ impl Operation {
                 Some(v) => {
                     let ok = match p.kind {
                         ParamType::Uint => v.as_u64().is_some(),
+                        ParamType::Number => v.as_f64().is_some_and(|x| x >= 0.0),
                         ParamType::String => v.is_string(),
                         ParamType::Any => true,
                     };
@@ -270,6 +277,7 @@ impl Operation {
                             self.name,
                             match p.kind {
                                 ParamType::Uint => "a non-negative integer",
+                                ParamType::Number => "a non-negative number",
                                 ParamType::String => "a string",
                                 ParamType::Any => "a value",
                             }
@@ -302,7 +310,7 @@ mod tests {
         let fd = find(Path::new("/x"), false, "fd").unwrap();
         let add = fd.operations.iter().find(|o| o.name == "add").unwrap();
         add.validate(&json!({"process": 7})).unwrap();
-        add.validate(&json!({"process": 7, "link": "l1", "interval_ms": 10}))
+        add.validate(&json!({"process": 7, "link": "l1", "interval_ms": 2.5}))
             .unwrap();
         let e = add.validate(&json!({})).unwrap_err();
         assert!(e.contains("needs parameter \"process\""), "{e}");
