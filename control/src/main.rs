@@ -54,7 +54,7 @@ struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Directory of the vnf-<service> binaries (default: beside nfvinc).
+    /// Directory of the vnf-SERVICE binaries (default: beside nfvinc).
     #[arg(long)]
     vnf_dir: Option<PathBuf>,
     /// Dataplane backend for VNFs: udp or afxdp.
@@ -80,7 +80,7 @@ struct ServeArgs {
 enum UserCommand {
     /// Create a user and print its first API key (shown once, stored hashed).
     Add {
-        /// User name: 1-64 characters of [A-Za-z0-9-_.@].
+        /// User name: 1-64 letters, digits or any of - _ . @
         name: String,
     },
     /// Print a new API key for an existing user.

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -437,8 +438,12 @@ async fn operation(
     caller: Caller,
     ApiPath((id, op)): ApiPath<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(r.body_text()),
+        _ => ApiError::BadRequest(r.body_text()),
+    })?;
     // An empty body means no parameters, so `curl -X POST` works for ops
     // like `list`; a non-empty one must be JSON.
     let args = if body.iter().all(u8::is_ascii_whitespace) {

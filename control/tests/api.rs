@@ -331,6 +331,22 @@ fn instances_live_in_the_tenants_namespace_and_other_tenants_cannot_see_them() {
     let e = alice.op(&inst.id, "append", json!({})).unwrap_err();
     assert!(e.to_string().contains("needs parameter \"value\""), "{e}");
 
+    // Raw bodies of operations: not JSON, too large, wrong media type.
+    let h = http();
+    let op_url = format!("{}/v1/instances/{}/ops/append", d.url, inst.id);
+    let post = |body: String, ct: &str| {
+        h.post(&op_url)
+            .bearer_auth(alice.token())
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    assert!(problem(post("{oops".into(), "application/json"), 400).contains("not valid JSON"));
+    let big = format!("{{\"value\": \"{}\"}}", "x".repeat(100_000));
+    problem(post(big, "application/json"), 413);
+    problem(post("{}".into(), "text/plain"), 415);
+
     // Bob sees nothing of alice's: 404 everywhere, as for a missing id.
     assert!(bob.instances().unwrap().is_empty());
     for e in [
