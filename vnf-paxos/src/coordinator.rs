@@ -749,6 +749,13 @@ impl Coordinator {
     }
 
     fn fetch_gap(&mut self, now: Time) {
+        if self.is_leader() {
+            // A leader's own instances count as a gap too when the commit
+            // point stalls: acceptors admitted with a later trim point
+            // refuse to vote on instances they know decided, and only a
+            // fetch tells the leader their values.
+            self.horizon = self.horizon.max(self.next);
+        }
         if self.committed >= self.horizon {
             self.gap_since = None;
             return;
