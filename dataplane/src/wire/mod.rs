@@ -79,6 +79,7 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod field;
 pub mod ipv4;
 pub mod nfvinc;
 pub mod udp;

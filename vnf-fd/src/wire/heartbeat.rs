@@ -47,7 +47,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Checks that the buffer holds the message.
     #[inline]
     pub fn check_len(&self) -> Result<(), MsgError> {
-        check_len("heartbeat", LEN, self.buffer.as_ref().len())
+        Ok(check_len("heartbeat", LEN, self.buffer.as_ref().len())?)
     }
 
     /// The wrapped buffer.

@@ -24,9 +24,9 @@ pub mod remove;
 pub mod reply;
 pub mod subscribe;
 
-use std::ops::Range;
-
 use dataplane::wire::WireError;
+// The field helpers every message module uses, through `super::`.
+use dataplane::wire::field::{Field, check_len, check_room, get_u16, get_u32, get_u64};
 use dataplane::wire::nfvinc::{self, NfvHeader, NfvRepr, Service};
 
 use crate::detector::{Cause, Evidence, State};
@@ -184,48 +184,6 @@ impl TryFrom<u8> for Cause {
             }
         })
     }
-}
-
-/// A byte range in a message.
-type Field = Range<usize>;
-
-#[inline]
-fn get_u16(b: &[u8], f: Field) -> u16 {
-    let mut a = [0u8; 2];
-    a.copy_from_slice(&b[f]);
-    u16::from_be_bytes(a)
-}
-
-#[inline]
-fn get_u32(b: &[u8], f: Field) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[f]);
-    u32::from_be_bytes(a)
-}
-
-#[inline]
-fn get_u64(b: &[u8], f: Field) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[f]);
-    u64::from_be_bytes(a)
-}
-
-/// `Truncated` unless `got` bytes hold `needed`.
-#[inline]
-fn check_len(what: &'static str, needed: usize, got: usize) -> Result<(), MsgError> {
-    if got < needed {
-        return Err(WireError::Truncated { what, needed, got }.into());
-    }
-    Ok(())
-}
-
-/// `NoRoom` unless `got` bytes hold `needed`.
-#[inline]
-fn check_room(what: &'static str, needed: usize, got: usize) -> Result<(), MsgError> {
-    if got < needed {
-        return Err(WireError::NoRoom { what, needed, got }.into());
-    }
-    Ok(())
 }
 
 /// `ReservedFlags` if `flags` has a bit outside `allowed`.

@@ -42,7 +42,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Checks that the buffer holds the message.
     pub fn check_len(&self) -> Result<(), MsgError> {
-        check_len("remove", LEN, self.buffer.as_ref().len())
+        Ok(check_len("remove", LEN, self.buffer.as_ref().len())?)
     }
 
     /// The wrapped buffer.
