@@ -1,6 +1,309 @@
 //! VNF-Consensus: Multi-Paxos as a network service.
 //!
-//! (Crate documentation: see the end of the work; placeholder.)
+//! This crate is the service's protocol core and its message formats. Each
+//! role is a sans-IO state machine in the manner of `quinn-proto`: no
+//! socket, no clock, no thread. The shell feeds received messages with
+//! `handle(now, from, message)`, pulls what to send with `poll_transmit()`
+//! (a [`Transmit`]: a [`Dest`] and a [`wire::Message`], which
+//! [`wire::Message::emit`] writes into a frame), serves timers with
+//! `poll_timeout()` / `handle_timeout(now)`, and takes application events
+//! with `poll_event()`. The same cores run in the dataplane binaries, in
+//! the deterministic simulations (`tests/simulation.rs`) and in the
+//! benchmark (`benches/decide.rs`).
+//!
+//! | role | type | input | output |
+//! | --- | --- | --- | --- |
+//! | coordinator (leader, standby) | [`Coordinator`] | promises, votes, nacks, heartbeats, requests, fetches, joins | prepares, accepts, heartbeats, replies, admits |
+//! | acceptor (2f + 1, default 3) | [`Acceptor`] | prepares, accepts, fetches, heartbeats, admits | promises, votes, nacks, joins; [`PersistBatch`]es |
+//! | learner | [`Learner`] | votes, decided values, heartbeats, fetches | [`Delivery`] events in instance order; fetches |
+//! | client side | [`Client`] | replies | requests; [`Committed`] events |
+//!
+//! The shell maps [`NodeId`]s and [`Dest`]s to addresses: `Acceptors` is
+//! every acceptor slot, `Learners` every learner *and* every coordinator
+//! (coordinators learn decisions too), `Everyone` acceptors, coordinators
+//! and learners.
+//!
+//! # Protocol
+//!
+//! **Ballots** are `(round, coordinator, incarnation)`, ordered in that
+//! order ([`Ballot`]). The incarnation is fresh at every start of a
+//! coordinator (the shell supplies it), because a restarted coordinator has
+//! forgotten which ballots it used, and one ballot must never carry two
+//! different values for an instance.
+//!
+//! **Election.** The leader sends a heartbeat every 5 ms to everyone. A
+//! follower that hears none for `election_timeout × (rank + 1)` plus random
+//! jitter (rank: its position in the coordinator list) stands: it picks a
+//! ballot whose round is one above every round it has seen and runs
+//! phase 1. Ranked timeouts make the preferred standby win without a duel; a
+//! candidate that does not finish in time stands again with a higher round.
+//! Any higher ballot heard of (a nack, a heartbeat, a vote) makes a leader
+//! or candidate step down. Two coordinators may both believe they lead for
+//! a while; only the higher ballot gets votes, since acceptors refuse the
+//! lower one: at most one leader makes progress.
+//!
+//! **Phase 1** (leader change, recovery). The candidate sends
+//! `Prepare(ballot, from)`, `from` being its commit point (every instance
+//! below it is decided and known to it). An acceptor whose promise is not
+//! higher promises the ballot and reports every value it accepted from
+//! `from` on, with the ballot it accepted it in, in pages of a datagram's
+//! size; the candidate counts an acceptor once its pages cover `[from, ∞)`,
+//! whatever order they arrive in. With promises from a majority of slots it
+//! leads: for every instance from `max(from, trim points reported)` to the
+//! highest reported, it re-proposes the value of the highest ballot
+//! reported, or a no-op where nothing was reported (a hole), then proposes
+//! new instances after them.
+//!
+//! **Phase 2** (steady state). Client commands queue at the leader; while
+//! fewer than `window` (256) instances are in flight it takes what is
+//! queued, up to 64 commands, into the next instance. It never waits for a
+//! batch to fill: at low load an instance holds one command and leaves at
+//! once; at high load the window is full, commands accumulate, and batches
+//! grow by themselves. New instances are packed several to an
+//! `Accept` packet (up to 1,200 bytes of values) as `poll_transmit` drains
+//! them, which again only happens at high load, when a burst produced
+//! several. An acceptor whose promise is not above the ballot accepts and
+//! sends its vote (`Accepted`, with the values) to every learner and
+//! coordinator. Instances without a majority of votes after `retransmit`
+//! (20 ms) are sent again.
+//!
+//! **Learning.** A learner (and every coordinator) counts votes per
+//! instance and ballot; votes from a majority of acceptor slots in one
+//! ballot decide the value. Decisions are delivered in instance order. A
+//! gap (a later instance decided, or the leader's heartbeat reporting a
+//! commit point ahead) that does not fill within `fetch_timeout` is
+//! fetched: coordinators and other learners answer with values they know
+//! decided (`Decided`), acceptors re-send their votes. Commands are
+//! delivered at most once: a retried command can be in the log twice (a
+//! new leader may re-propose an instance it recovered while also receiving
+//! the client's retry), and every learner drops the later copy; they all
+//! see the same log, so they all drop the same one.
+//!
+//! **Clients** number their commands 1, 2, 3…, send them to the coordinator
+//! they believe leads, follow `NotLeader` hints, and after `retry` (30 ms)
+//! without an answer send them again to the next coordinator. The leader
+//! answers `Decided(instance)` once it learns the command decided; it does
+//! not propose a command already decided or already in flight. The client
+//! library pairs a [`Client`] with a [`Learner`] for the stream of decided
+//! values.
+//!
+//! # Acceptor durability
+//!
+//! [`Durability::Wal`], the default, keeps promises and votes in a
+//! write-ahead log. The acceptor core does no I/O: each state change is a
+//! [`Record`]; [`Acceptor::poll_persist`] hands out what a burst of input
+//! produced as one [`PersistBatch`], and every answer produced meanwhile is
+//! held until the shell reports the batch synced with
+//! [`Acceptor::persisted`]. The shell writes the batch with
+//! [`wal::Wal::write_batch`] (one `write`, one `fdatasync`: group commit)
+//! and replays the log with [`wal::Wal::open`] and [`Acceptor::recover`]
+//! after a restart. Records are framed with a length and a CRC-32; a torn
+//! or corrupt tail is cut off on replay, losing only records of a batch
+//! that was never synced, hence never answered.
+//!
+//! [`Durability::Memory`] (P4xos's choice: acceptors in switch memory) skips
+//! the disk. A restart loses the promises and votes, and an acceptor that
+//! forgot them must never vote under the same identity again, or a value
+//! could be chosen twice. So an acceptor identity is its slot plus an
+//! incarnation ([`AcceptorId`]): after a restart the shell builds it with
+//! [`Acceptor::rejoin`] under a new incarnation; it votes on nothing and
+//! asks the coordinators to admit it (`Join`). The leader admits it as
+//! follows: (1) it stops proposing and waits until every instance it
+//! proposed is decided, so that every instance below its next one, *N*, is
+//! decided; (2) it runs phase 1 with a new ballot *b* from *N* on the
+//! current members; (3) if no member reports a value at or above *N*, it
+//! sends `Admit(b, trim = N)`: the new identity promises *b*, votes only on
+//! instances ≥ *N*, and reports *N* as its trim point in promises, so a
+//! later leader never proposes below it. If something was reported, the
+//! leader finishes those instances and tries again. Why this is safe:
+//! nothing at or above *N* can have been chosen in a ballot below *b*
+//! (phase 1 on a majority found nothing, and that majority has promised
+//! *b*), so the new identity's empty state is an honest state for every
+//! instance it may vote on; below *N* everything is decided and the trim
+//! point keeps leaders off. A slot's two identities never vote in the same
+//! ballot, so votes are counted per slot. The price: a group in memory
+//! survives only one lost identity at a time (the second restart before the
+//! first is admitted leaves no majority of live identities, and the group
+//! stops, safely).
+//!
+//! Why the log is the default: the service's promise is that decisions
+//! survive, and with the log any minority of acceptors can crash at once
+//! (power loss of a rack included) and come back with their state; in
+//! memory, a correlated restart of a majority loses the decided log's
+//! guarantees for instances in flight. The log costs one `fdatasync` per
+//! burst, not per message, which group commit amortises over up to 64
+//! packets; deployments that accept the weaker guarantee for the latency
+//! choose memory.
+//!
+//! # Invariants
+//!
+//! * An acceptor never promises or votes below a ballot it promised, and
+//!   (with the log) never sends a promise or vote before its record is
+//!   synced.
+//! * A coordinator proposes in a ballot only after a majority of slots
+//!   promised it, and for instances reported in phase 1 only the value of
+//!   the highest ballot reported.
+//! * A value is decided in an instance when a majority of slots voted for
+//!   it in one ballot; no two values are decided in one instance
+//!   (agreement); only proposed commands or no-ops are decided (validity);
+//!   a command is delivered at most once (integrity).
+//! * Every instance below an acceptor's trim point is decided.
+//! * A learner delivers instance *i* only after every instance below *i*.
+//!
+//! The simulations check agreement, validity, integrity and (after the
+//! faults stop) liveness over thousands of seeds with loss, duplication,
+//! reordering, partitions and crashes, for both durabilities.
+//!
+//! # Limits
+//!
+//! * Acceptors keep `retain` (65,536) instances below the commit point,
+//!   coordinators and learners as many decided values; a learner further
+//!   behind than that cannot catch up from the service and needs a snapshot
+//!   of the application's state (not provided).
+//! * The write-ahead log is never compacted; it grows with every vote.
+//! * Membership is fixed to the slot count; only identities change.
+//!
+//! # Message formats
+//!
+//! Every message is the payload of an NFVinc message (after the 32-byte
+//! common header of `dataplane::wire::nfvinc`) with service `Consensus` (2)
+//! and the message type below. Integers are big-endian; a ballot is a
+//! 64-bit number, round (32) · coordinator (16) · incarnation (16); an
+//! acceptor id is slot (2) · reserved (2) · incarnation (4); reserved bytes
+//! are sent as zero and ignored; reserved flag bits must be zero; bytes
+//! after a message are ignored. Malformed input is a [`wire::MsgError`],
+//! never a panic. See [`wire`] for the views and representations.
+//!
+//! | type | message | length | direction |
+//! | --- | --- | --- | --- |
+//! | 1 | Prepare (1A) | 16 | coordinator → acceptors |
+//! | 2 | Promise (1B) | 48 + entries | acceptor → coordinator |
+//! | 3 | Accept (2A) | 24 + entries | leader → acceptors |
+//! | 4 | Accepted (2B) | 24 + entries | acceptor → learners, coordinators |
+//! | 5 | Nack | 24 | acceptor → coordinator |
+//! | 6 | Heartbeat | 24 + 4 × acceptors | leader → everyone |
+//! | 7 | Request | 24 + payload | client → coordinator |
+//! | 8 | Reply | 32 | coordinator → client |
+//! | 9 | Fetch | 16 | learner, coordinator → learners, coordinators, acceptors |
+//! | 10 | Decided | 8 + entries | learner, coordinator → fetcher |
+//! | 11 | Join | 8 | new acceptor identity → coordinators |
+//! | 12 | Admit | 24 | leader → new acceptor identity |
+//!
+//! ## Values and entries
+//!
+//! A value: command count (2), reserved (2), then per command: client id
+//! (8), sequence number (8), payload length (2), payload. Zero commands is
+//! the no-op. An entry: instance (8), in a promise the ballot it was
+//! accepted in (8), then a value.
+//!
+//! ## Prepare (1)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | ballot |
+//! | 8 | 8 | first instance asked about |
+//!
+//! ## Promise (2)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | ballot promised |
+//! | 8 | 8 | acceptor id |
+//! | 16 | 8 | trim point |
+//! | 24 | 8 | page start |
+//! | 32 | 8 | page end, exclusive (`u64::MAX`: last page) |
+//! | 40 | 2 | entry count |
+//! | 42 | 6 | reserved |
+//! | 48 | … | entries with ballots |
+//!
+//! ## Accept (3)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | ballot |
+//! | 8 | 8 | commit point |
+//! | 16 | 2 | entry count |
+//! | 18 | 6 | reserved |
+//! | 24 | … | entries |
+//!
+//! ## Accepted (4)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | ballot |
+//! | 8 | 8 | acceptor id |
+//! | 16 | 2 | entry count |
+//! | 18 | 6 | reserved |
+//! | 24 | … | entries |
+//!
+//! ## Nack (5)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | ballot refused |
+//! | 8 | 8 | ballot promised |
+//! | 16 | 8 | acceptor id |
+//!
+//! ## Heartbeat (6)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | leader's ballot |
+//! | 8 | 8 | commit point |
+//! | 16 | 1 | acceptor count *n* |
+//! | 17 | 7 | reserved |
+//! | 24 | 4 × *n* | incarnation per slot |
+//!
+//! ## Request (7)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | client id |
+//! | 8 | 8 | sequence number |
+//! | 16 | 2 | payload length |
+//! | 18 | 6 | reserved |
+//! | 24 | … | payload |
+//!
+//! ## Reply (8)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | client id |
+//! | 8 | 8 | sequence number |
+//! | 16 | 8 | instance (decided only) |
+//! | 24 | 1 | status: 0 decided, 1 not the leader |
+//! | 25 | 1 | flags: bit 0 leader hint present |
+//! | 26 | 2 | leader hint (node id) |
+//! | 28 | 4 | reserved |
+//!
+//! ## Fetch (9)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | first instance wanted |
+//! | 8 | 8 | end, exclusive |
+//!
+//! ## Decided (10)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 2 | entry count |
+//! | 2 | 6 | reserved |
+//! | 8 | … | entries |
+//!
+//! ## Join (11)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | acceptor id (new incarnation) |
+//!
+//! ## Admit (12)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | ballot |
+//! | 8 | 8 | trim point |
+//! | 16 | 8 | acceptor id |
 
 mod acceptor;
 mod client;
