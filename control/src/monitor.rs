@@ -63,7 +63,11 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
         failures.retain(|id, _| live.contains(id));
         healing.retain(|_, h| !h.is_finished());
         for row in rows {
-            let rt = state.registry.insert(&row.id, false);
+            // Not registered yet: being created (its VNF is not started or
+            // not handed to the VIM yet), or being removed. Not ours to judge.
+            let Some(rt) = state.registry.get(&row.id) else {
+                continue;
+            };
             if rt.busy.load(Ordering::Acquire) || healing.contains_key(&row.id) {
                 continue;
             }
@@ -105,8 +109,16 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
                 Err((why, dead)) => {
                     let n = failures.entry(row.id.clone()).or_default();
                     *n += 1;
+                    // A dead process is unavailable at once; a live one that
+                    // answers slowly (a loaded host) only after several
+                    // misses, so that one late answer does not send
+                    // requests to the log.
+                    if !dead && *n < UNHEALTHY_LIMIT {
+                        tracing::debug!(instance = %row.id, why, misses = *n, "health check missed");
+                        continue;
+                    }
                     manager::set_unavailable(&state, &row.id, &why).await;
-                    if state.config.monitor.auto_heal && (dead || *n >= UNHEALTHY_LIMIT) {
+                    if state.config.monitor.auto_heal {
                         *n = 0;
                         let (state, delay) = (
                             state.clone(),

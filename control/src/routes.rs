@@ -543,14 +543,26 @@ async fn events(
         catalog::find(&state.vnf_dir, true, &row.service).is_some_and(|s| s.control_socket);
     if control {
         let path = broker::control_path(&state, &row.id);
+        fn subscribe(path: &std::path::Path) -> Option<ControlClient> {
+            let mut c = ControlClient::connect(path).ok()?;
+            c.subscribe().ok()?;
+            Some(c)
+        }
+        // Subscribed before the response starts, so that every event the
+        // VNF publishes after the client sees the response reaches it.
+        let p = path.clone();
+        let first = tokio::task::spawn_blocking(move || subscribe(&p))
+            .await
+            .ok()
+            .flatten();
         let (registry, iid) = (state.registry.clone(), row.id.clone());
         // The control client blocks; one thread per stream, which lives as
         // long as the HTTP client listens (checked every 500 ms) and the
         // instance exists. It resubscribes after a VNF restart.
         tokio::task::spawn_blocking(move || {
+            let mut next = first;
             while !tx.is_closed() && registry.get(&iid).is_some() {
-                let sub = ControlClient::connect(&path).and_then(|mut c| c.subscribe().map(|()| c));
-                let Ok(mut client) = sub else {
+                let Some(mut client) = next.take().or_else(|| subscribe(&path)) else {
                     std::thread::sleep(Duration::from_millis(500));
                     continue;
                 };

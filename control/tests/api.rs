@@ -308,7 +308,6 @@ fn instances_live_in_the_tenants_namespace_and_other_tenants_cannot_see_them() {
 
     // Events: subscribe, then append.
     let events = alice.events(&inst.id).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
         matches!(append(&alice, &inst.id, json!("a")), OpOutcome::Done(ref v) if v["index"] == 0)
     );
@@ -614,8 +613,9 @@ fn the_monitor_heals_a_killed_instance_and_says_so_on_the_event_stream() {
     let c = Client::connect(&d.url, &key).unwrap();
     let inst = c.connect_service("journal").unwrap();
     let events = c.events(&inst.id).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    kill_vnf(dir.path(), &inst);
+    // Not kill_vnf: the heal may bind the socket again before it looks.
+    // SAFETY: killing the VNF process this test created.
+    unsafe { libc::kill(inst.pid.unwrap() as i32, libc::SIGKILL) };
     let healed = wait_until(Duration::from_secs(10), || {
         let i = c.instance(&inst.id).unwrap();
         i.available && i.pid != inst.pid && i.restarts == 1
@@ -630,7 +630,12 @@ fn the_monitor_heals_a_killed_instance_and_says_so_on_the_event_stream() {
             }
         }
     }
-    assert_eq!(lifecycle, ["unavailable", "available"]);
+    assert_eq!(
+        lifecycle,
+        ["unavailable", "available"],
+        "log: {}",
+        std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
+    );
     assert!(matches!(append(&c, &inst.id, json!(1)), OpOutcome::Done(_)));
     let metrics = http()
         .get(format!("{}/metrics", d.url))
@@ -670,7 +675,6 @@ fn failure_detector_and_echo_through_the_control_plane() {
     let c = Client::connect(&d.url, &key).unwrap();
     let fd = c.connect_service("fd").unwrap();
     let events = c.events(&fd.id).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
     let added = match c
         .op(
             &fd.id,
@@ -680,7 +684,13 @@ fn failure_detector_and_echo_through_the_control_plane() {
         .unwrap()
     {
         OpOutcome::Done(v) => v,
-        OpOutcome::Scheduled(r) => panic!("scheduled: {r:?}"),
+        // A health check missed on a loaded host may have flagged it for
+        // a moment: then the request is replayed, which is fine too.
+        OpOutcome::Scheduled(r) => c
+            .wait_request(&r.id, Duration::from_secs(10))
+            .unwrap()
+            .result
+            .unwrap(),
     };
     assert_eq!(added["process"], 7);
     // No heartbeats arrive, so process 7 is soon suspected, and the state
@@ -694,7 +704,13 @@ fn failure_detector_and_echo_through_the_control_plane() {
             }
         }
     }
-    let change = change.expect("a state-change event");
+    let change = change.unwrap_or_else(|| {
+        panic!(
+            "no state-change event; instance {:?}; log: {}",
+            c.instance(&fd.id),
+            std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
+        )
+    });
     assert!(change.to_string().contains("suspected"), "{change}");
     let e = c.op(&fd.id, "query", json!({"process": 99})).unwrap_err();
     assert!(e.to_string().contains("not monitored"), "{e}");
