@@ -518,6 +518,7 @@ pub async fn remove(state: &AppState, row: &InstanceRow) -> Result<(), ApiError>
         let _ = rt.lifecycle.send(json!({"lifecycle": "removed"}));
     }
     state.vim.terminate(&row.id, row.pid).await;
+    kill_strays(&row.id);
     state.registry.remove(&row.id);
     let (id, user_id) = (row.id.clone(), row.user_id);
     state
@@ -666,13 +667,56 @@ pub async fn reconcile(state: &AppState) -> Result<(), ApiError> {
 /// them as they were, so the next start brings them back.
 pub async fn stop_all(state: &AppState) {
     let rows = list(state, None).await.unwrap_or_default();
-    for row in rows {
+    // Heals the Monitor started just before the stop may still be starting
+    // processes: wait for them (bounded), so that none outlives the daemon.
+    for _ in 0..100 {
+        let busy = rows.iter().any(|r| {
+            state
+                .registry
+                .get(&r.id)
+                .is_some_and(|rt| rt.busy.load(Ordering::Acquire))
+        });
+        if !busy {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for row in &rows {
         if let Some(rt) = state.registry.get(&row.id) {
             rt.available.store(false, Ordering::Release);
         }
         state.vim.terminate(&row.id, row.pid).await;
+        kill_strays(&row.id);
     }
     agent::teardown_all(state).await;
+}
+
+/// SIGKILLs any process still carrying the instance's id in its environment
+/// (`NFVINC_INSTANCE`): a safety net for a VNF the VIM lost track of, since
+/// an orphan would keep serving in a namespace nobody manages.
+fn kill_strays(instance_id: &str) {
+    let needle = format!("NFVINC_INSTANCE={instance_id}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            tracing::warn!(instance = instance_id, pid, "killing a stray VNF process");
+            // SAFETY: kill has no memory-safety preconditions; the process
+            // carries this instance's id, so it is one of ours.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
 }
 
 #[cfg(test)]
