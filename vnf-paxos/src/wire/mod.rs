@@ -32,9 +32,8 @@ pub mod reply;
 pub mod request;
 pub mod value;
 
-use std::ops::Range;
-
 use dataplane::wire::WireError;
+use dataplane::wire::field::{Field, check_len, check_room, get_u16, get_u32, get_u64};
 use dataplane::wire::nfvinc::{self, NfvHeader, NfvRepr, Service};
 
 use crate::AcceptorId;
@@ -133,30 +132,6 @@ impl From<MsgType> for u8 {
     }
 }
 
-/// A byte range in a message.
-type Field = Range<usize>;
-
-#[inline]
-fn get_u16(b: &[u8], f: Field) -> u16 {
-    let mut a = [0u8; 2];
-    a.copy_from_slice(&b[f]);
-    u16::from_be_bytes(a)
-}
-
-#[inline]
-fn get_u32(b: &[u8], f: Field) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[f]);
-    u32::from_be_bytes(a)
-}
-
-#[inline]
-fn get_u64(b: &[u8], f: Field) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[f]);
-    u64::from_be_bytes(a)
-}
-
 /// An acceptor id at `at`: slot (2), reserved (2), incarnation (4).
 #[inline]
 fn get_acceptor(b: &[u8], at: usize) -> AcceptorId {
@@ -172,24 +147,6 @@ fn set_acceptor(b: &mut [u8], at: usize, id: AcceptorId) {
     b[at..at + 2].copy_from_slice(&id.slot.to_be_bytes());
     b[at + 2..at + 4].fill(0);
     b[at + 4..at + 8].copy_from_slice(&id.incarnation.to_be_bytes());
-}
-
-/// `Truncated` unless `got` bytes hold `needed`.
-#[inline]
-fn check_len(what: &'static str, needed: usize, got: usize) -> Result<(), MsgError> {
-    if got < needed {
-        return Err(WireError::Truncated { what, needed, got }.into());
-    }
-    Ok(())
-}
-
-/// `NoRoom` unless `got` bytes hold `needed`.
-#[inline]
-fn check_room(what: &'static str, needed: usize, got: usize) -> Result<(), MsgError> {
-    if got < needed {
-        return Err(WireError::NoRoom { what, needed, got }.into());
-    }
-    Ok(())
 }
 
 /// `ReservedFlags` if `flags` has a bit outside `allowed`.
