@@ -23,4 +23,5 @@ pub mod io;
 pub mod launch;
 pub mod netns;
 pub mod runtime;
+pub mod time;
 pub mod wire;

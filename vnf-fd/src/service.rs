@@ -99,16 +99,7 @@ impl Default for Clock {
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
-    // exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use dataplane::time::monotonic_nanos as monotonic_ns;
 
 /// Counters of the shell, beside the detector's own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
