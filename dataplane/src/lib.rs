@@ -17,6 +17,7 @@
 //! once, rewrites frames in place and sends them back without copying, and
 //! runs unchanged on each backend.
 
+pub mod auth;
 pub mod control;
 pub mod iface;
 pub mod io;

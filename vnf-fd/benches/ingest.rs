@@ -10,7 +10,10 @@
 //! * `logic/burst`: `Detector::heartbeats`, a burst at a time;
 //! * `parse+burst`: each heartbeat also parsed from its NFVinc message
 //!   (header checks included) before the burst is handed over, as the
-//!   shell will do.
+//!   shell will do;
+//! * `auth+parse+burst`: each message's tag also checked under its
+//!   session's key (keyed BLAKE3, `dataplane::auth`), as the shell does
+//!   under `--auth required`.
 //!
 //! Run with `cargo bench -p vnf-fd --bench ingest` (release profile); name
 //! scenarios after `--` to run only those.
@@ -18,6 +21,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use dataplane::auth::{AuthPolicy, SessionKey, Sessions};
 use vnf_fd::wire::{Message, heartbeat};
 use vnf_fd::{Config, Detector, ProcessId, ProcessSpec, Time};
 
@@ -166,6 +170,27 @@ fn main() {
         for &(i, now) in burst {
             let frame = &frames[i * STRIDE..i * STRIDE + lens[i]];
             if let Ok((_, Message::Heartbeat(h))) = Message::parse_nfv(black_box(frame)) {
+                pairs.push((h.process, now));
+            }
+        }
+        assert_eq!(d.heartbeats(&pairs), burst.len());
+    });
+
+    let key = SessionKey::from_bytes([0x42; 32]);
+    let mut sessions = Sessions::new(AuthPolicy::Required);
+    sessions.insert(7, key.clone());
+    for (k, &len) in lens.iter().enumerate() {
+        key.sign(&mut frames[k * STRIDE..k * STRIDE + len])
+            .expect("a whole message");
+    }
+    run("auth+parse+burst", |d, burst| {
+        pairs.clear();
+        for &(i, now) in burst {
+            let frame = &frames[i * STRIDE..i * STRIDE + lens[i]];
+            if sessions.admit(black_box(frame)).is_err() {
+                continue;
+            }
+            if let Ok((_, Message::Heartbeat(h))) = Message::parse_nfv(frame) {
                 pairs.push((h.process, now));
             }
         }

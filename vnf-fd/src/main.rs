@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use dataplane::auth::AuthArgs;
 use dataplane::control::ControlSocket;
 use dataplane::launch::{self, DataplaneArgs, Endpoint};
 use dataplane::runtime::Shutdown;
@@ -30,11 +31,13 @@ use vnf_fd::service::FdService;
 struct Args {
     #[command(flatten)]
     dataplane: DataplaneArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// UDP port of the direct channel.
     #[arg(long, default_value_t = vnf_fd::service::DEFAULT_PORT)]
     port: u16,
     /// Control socket path (JSON lines; ops: health, counters, add, remove,
-    /// query, list, history, subscribe).
+    /// query, list, history, subscribe, session.add, session.remove).
     #[arg(long)]
     control: Option<PathBuf>,
     /// Default heartbeat interval of monitored processes, in milliseconds.
@@ -91,7 +94,8 @@ fn run(args: Args) -> Result<()> {
         "vnf-fd keeps one detector and runs on one queue; --queues must be 1"
     );
 
-    let mut service = FdService::new(config, args.port)?;
+    let sessions = args.auth.sessions().map_err(anyhow::Error::msg)?;
+    let mut service = FdService::new(config, args.port)?.with_sessions(sessions);
     let ports_ns = args.ports_netns.as_deref();
     if !args.passive.is_empty() {
         let p = evidence::passive(&args.passive, ports_ns)

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use dataplane::auth::Sessions;
 use dataplane::control::{Inbox, Request};
 use dataplane::io::Batch;
 use dataplane::runtime::{Emit, Vnf};
@@ -158,6 +159,7 @@ pub struct FdService {
     next_timeout: Option<Instant>,
     heartbeats: Vec<(ProcessId, Time)>,
     counters: ServiceCounters,
+    sessions: Sessions,
 }
 
 impl std::fmt::Debug for FdService {
@@ -189,7 +191,15 @@ impl FdService {
             next_timeout: None,
             heartbeats: Vec::with_capacity(dataplane::io::MAX_BURST),
             counters: ServiceCounters::default(),
+            sessions: Sessions::default(),
         })
+    }
+
+    /// Checks direct-channel messages against these session keys (and tags
+    /// what it sends under them); without, everything is accepted.
+    pub fn with_sessions(mut self, sessions: Sessions) -> Self {
+        self.sessions = sessions;
+        self
     }
 
     /// Answers requests from this control socket inbox and publishes state
@@ -292,6 +302,11 @@ impl FdService {
             self.counters.malformed += 1;
             return;
         }
+        if self.sessions.admit(f.payload()).is_err() {
+            // Counted by the session table; nothing goes back to a sender
+            // that could not prove its session.
+            return;
+        }
         let (nfv, msg) = match Message::parse_nfv(f.payload()) {
             Ok(m) => m,
             Err(_) => {
@@ -388,6 +403,7 @@ impl FdService {
         self.counters.requests += u64::from(matches!(msg, Message::Ack(_)));
         let mut payload = vec![0u8; dataplane::wire::nfvinc::HEADER_LEN + msg.payload_len()];
         if msg.emit(session, &mut payload).is_ok() {
+            self.sessions.sign(&mut payload);
             self.push_out(Outgoing { to, payload });
         }
     }
@@ -407,6 +423,7 @@ impl FdService {
             .is_ok()
         {
             payload[HEADER_LEN..].copy_from_slice(&body);
+            self.sessions.sign(&mut payload);
             self.push_out(Outgoing { to, payload });
         }
     }
@@ -497,6 +514,10 @@ impl FdService {
 
     /// Answers one control-socket request.
     fn control(&mut self, r: Request, now: Instant) {
+        if let Some(result) = self.sessions.control_op(r.op(), r.body()) {
+            r.answer(result);
+            return;
+        }
         let result = match r.op() {
             "health" => Ok(json!({"status": "ok", "processes": self.det.len()})),
             "counters" => Ok(self.counters_json()),
@@ -519,7 +540,7 @@ impl FdService {
                 self.history.iter().map(transition_json).collect(),
             )),
             other => Err(format!(
-                "unknown op {other:?}: expected health, counters, add, remove, query, list or history"
+                "unknown op {other:?}: expected health, counters, add, remove, query, list, history, session.add or session.remove"
             )),
         };
         r.answer(result);
@@ -612,6 +633,7 @@ impl FdService {
             "outbox_dropped": s.outbox_dropped,
             "subscribers": self.subscribers.len(),
             "events_dropped": self.inbox.as_ref().map_or(0, Inbox::dropped_events),
+            "auth": self.sessions.counters_json(),
         })
     }
 }
@@ -815,6 +837,46 @@ mod tests {
                 Duration::from_millis(5),
             )),
         })
+    }
+
+    /// `frame`, with the NFVinc message tagged under `key`.
+    fn signed_frame(msg: &Message<'_>, key: &dataplane::auth::SessionKey) -> Vec<u8> {
+        let mut payload = vec![0; 2048];
+        let n = msg.emit(9, &mut payload).unwrap();
+        key.sign(&mut payload[..n]).unwrap();
+        let mut f = vec![0; 2048];
+        let len = write_udp_frame(&mut f, &spec(), &payload[..n]).unwrap();
+        f.truncate(len);
+        f
+    }
+
+    #[test]
+    fn with_auth_required_only_tagged_requests_of_known_sessions_are_answered() {
+        use dataplane::auth::{AuthPolicy, SessionKey};
+        let key = SessionKey::from_bytes([5; 32]);
+        let mut sessions = Sessions::new(AuthPolicy::Required);
+        sessions.insert(9, key.clone());
+        let mut io = MemIo::new(MemConfig::default()).unwrap();
+        let mut svc = FdService::new(Config::default(), PORT)
+            .unwrap()
+            .with_sessions(sessions);
+        let t0 = Instant::now();
+
+        // Untagged, and tagged under another key: dropped, nothing answered.
+        let forged = signed_frame(&add(7), &SessionKey::from_bytes([6; 32]));
+        assert!(step(&mut svc, &mut io, &[frame(&add(7)), forged], t0).is_empty());
+        assert_eq!(svc.detector().len(), 0);
+        let c = svc.counters_json();
+        assert_eq!(c["auth"]["untagged"], 1);
+        assert_eq!(c["auth"]["bad_tag"], 1);
+
+        // Tagged under the session's key: applied, and the ack is tagged.
+        let sent = step(&mut svc, &mut io, &[signed_frame(&add(7), &key)], t0);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(svc.detector().len(), 1);
+        let f = UdpFrame::parse(&sent[0]).unwrap();
+        key.verify(f.payload()).unwrap();
+        assert!(matches!(parse(&sent[0]).1, Message::Ack(_)));
     }
 
     #[test]
