@@ -68,6 +68,10 @@ pub struct Service {
     pub control_socket: bool,
     /// How applications talk to it: `rest`, `direct` (UDP channel).
     pub modes: Vec<&'static str>,
+    /// Whether the VNF checks that direct-channel messages carry a valid
+    /// tag under their session's key (and drops the rest); the key is in
+    /// the answer that creates the instance.
+    pub authenticated: bool,
     /// Operations over REST.
     pub operations: Vec<Operation>,
     /// A service for tests, not for applications.
@@ -161,6 +165,7 @@ fn all() -> Vec<Service> {
             installed: false,
             control_socket: true,
             modes: vec!["rest", "direct"],
+            authenticated: true,
             operations: fd_ops,
             test: false,
         },
@@ -172,6 +177,7 @@ fn all() -> Vec<Service> {
             installed: false,
             control_socket: true,
             modes: vec!["rest", "direct"],
+            authenticated: false,
             operations: common_ops(),
             test: false,
         },
@@ -183,6 +189,7 @@ fn all() -> Vec<Service> {
             installed: false,
             control_socket: true,
             modes: vec!["rest", "direct"],
+            authenticated: false,
             operations: common_ops(),
             test: false,
         },
@@ -194,6 +201,7 @@ fn all() -> Vec<Service> {
             installed: false,
             control_socket: false,
             modes: vec!["direct"],
+            authenticated: false,
             operations: vec![],
             test: true,
         },
@@ -205,6 +213,7 @@ fn all() -> Vec<Service> {
             installed: false,
             control_socket: true,
             modes: vec!["rest", "direct"],
+            authenticated: false,
             operations: journal_ops,
             test: true,
         },

@@ -134,6 +134,10 @@ pub struct DirectEndpoint {
     pub addr: String,
     /// UDP port.
     pub port: u16,
+    /// The session id direct-channel messages carry. Only in the answer
+    /// that created the channel, with its key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<u64>,
     /// The per-session key (hex, 32 bytes) under which direct-channel
     /// packets are authenticated. Only in the answer that created the
     /// channel: it is never shown again.
@@ -159,6 +163,7 @@ impl InstanceRow {
             direct: DirectEndpoint {
                 addr: self.addr.clone(),
                 port: self.port,
+                session_id: None,
                 session_key: None,
             },
             scale: Scale {
@@ -298,6 +303,15 @@ pub async fn list(state: &AppState, user_id: Option<i64>) -> Result<Vec<Instance
 fn spec_for(state: &AppState, row: &InstanceRow, net: &TenantNet) -> Result<LaunchSpec, ApiError> {
     let svc = catalog::find(&state.vnf_dir, true, &row.service)
         .ok_or_else(|| ApiError::Internal(format!("service {:?} left the catalog", row.service)))?;
+    let mut extra_args = validate_config(&row.config)?;
+    if svc.authenticated {
+        extra_args.extend([
+            "--auth".to_owned(),
+            "required".to_owned(),
+            "--auth-keys".to_owned(),
+            keys_path(state, &row.id).display().to_string(),
+        ]);
+    }
     Ok(LaunchSpec {
         instance_id: row.id.clone(),
         binary: state.vnf_dir.join(svc.binary),
@@ -308,7 +322,7 @@ fn spec_for(state: &AppState, row: &InstanceRow, net: &TenantNet) -> Result<Laun
         control: svc.control_socket.then(|| row.control_path.clone().into()),
         backend: state.config.vim.backend.clone(),
         queues: row.replicas,
-        extra_args: validate_config(&row.config)?,
+        extra_args,
         log: state
             .config
             .data_dir
@@ -316,6 +330,59 @@ fn spec_for(state: &AppState, row: &InstanceRow, net: &TenantNet) -> Result<Laun
             .join(format!("{}.log", row.id)),
         ready_timeout: Duration::from_millis(state.config.vim.ready_timeout_ms),
     })
+}
+
+/// Where an instance's session keys are handed to its VNF.
+fn keys_path(state: &AppState, id: &str) -> std::path::PathBuf {
+    state.config.data_dir.join("run").join(format!("{id}.keys"))
+}
+
+/// Writes the instance's direct-channel keys (those of its flow routes,
+/// and `new` if given) where its VNF reads them at start: a file only the
+/// daemon's user can read, replaced whole so a VNF never reads half of it.
+async fn write_keys(
+    state: &AppState,
+    id: &str,
+    new: Option<(i64, [u8; 32])>,
+) -> Result<(), ApiError> {
+    let idc = id.to_owned();
+    let mut keys: Vec<(i64, Vec<u8>)> = state
+        .db
+        .call(move |c| {
+            let mut st = c.prepare(
+                "SELECT session_id, session_key FROM flow_routes WHERE instance_id = ?1 AND session_id IS NOT NULL",
+            )?;
+            let rows = st
+                .query_map([idc], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await?;
+    if let Some((s, k)) = new {
+        keys.push((s, k.to_vec()));
+    }
+    let mut text = String::from("# direct-channel session keys: <session id> <key>\n");
+    for (s, k) in keys {
+        text.push_str(&format!("{s} {}\n", hex::encode(k)));
+    }
+    let path = keys_path(state, id);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let tmp = path.with_extension("keys.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("writing session keys: {e}")))?
+    .map_err(|e| ApiError::Internal(format!("writing session keys: {e}")))
 }
 
 /// What creating an instance returns.
@@ -446,10 +513,13 @@ pub async fn create(
             })
             .await?
     };
+    let key = agent::session_key();
+    write_keys(state, &id, Some((session_id, key))).await?;
     let spec = spec_for(state, &row, &net)?;
     let launched = match state.vim.instantiate(&spec).await {
         Ok(l) => l,
         Err(e) => {
+            let _ = std::fs::remove_file(keys_path(state, &id));
             let idc = id.clone();
             let _ = state
                 .db
@@ -461,7 +531,6 @@ pub async fn create(
             )));
         }
     };
-    let key = agent::session_key();
     let (idc, addr, port) = (id.clone(), row.addr.clone(), row.port);
     let row = state
         .db
@@ -500,6 +569,7 @@ pub async fn create(
         .instances_created
         .fetch_add(1, Ordering::Relaxed);
     let mut view = row.view(state);
+    view.direct.session_id = u64::try_from(session_id).ok();
     view.direct.session_key = Some(hex::encode(key));
     let startup_ms = t0.elapsed().as_secs_f64() * 1e3;
     state.metrics.observe_startup(startup_ms);
@@ -519,6 +589,7 @@ pub async fn remove(state: &AppState, row: &InstanceRow) -> Result<(), ApiError>
     }
     state.vim.terminate(&row.id, row.pid).await;
     kill_strays(&row.id);
+    let _ = std::fs::remove_file(keys_path(state, &row.id));
     state.registry.remove(&row.id);
     let (id, user_id) = (row.id.clone(), row.user_id);
     state
@@ -567,6 +638,7 @@ pub async fn restart(state: &AppState, row: &InstanceRow, why: Restart) -> Resul
     rt.available.store(false, Ordering::Release);
     let result = async {
         let net = agent::ensure_network(state, row.user_id).await?;
+        write_keys(state, &row.id, None).await?;
         let spec = spec_for(state, row, &net)?;
         let pid = state.vim.pid(&row.id).or(row.pid);
         let launched = match why {

@@ -9,9 +9,13 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, add_user, alive, netns_exists, require_root, wait_until};
+use libnfvinc::direct::DirectAuth;
+use libnfvinc::fd::{FdClient, FdClientError, Heartbeater};
 use libnfvinc::rest::{Client, CreateInstance, Error, OpOutcome, ScaleRequest};
 use reqwest::blocking::Client as Http;
 use serde_json::{Value, json};
+use vnf_fd::wire::Target;
+use vnf_fd::{Config as FdConfig, ProcessId, ProcessSpec, State as FdState};
 
 fn http() -> Http {
     Http::builder()
@@ -725,6 +729,53 @@ fn failure_detector_and_echo_through_the_control_plane() {
     assert!(change.to_string().contains("suspected"), "{change}");
     let e = c.op(&fd.id, "query", json!({"process": 99})).unwrap_err();
     assert!(e.to_string().contains("not monitored"), "{e}");
+
+    // The direct channel, with the session key of the creating answer:
+    // requests and heartbeats tagged under it are served...
+    let auth = libnfvinc::direct::DirectAuth::of(&fd.direct)
+        .expect("the creating answer carries the channel's credentials")
+        .unwrap();
+    let at: std::net::SocketAddrV4 = format!("{}:{}", fd.direct.addr, fd.direct.port)
+        .parse()
+        .unwrap();
+    let mut client = FdClient::connect(at).unwrap().with_auth(auth.clone());
+    let every = Duration::from_millis(5);
+    client
+        .add(ProcessSpec::new(ProcessId(8)).with_config(FdConfig::new(every, every * 4)))
+        .unwrap();
+    let beats = Heartbeater::start_with(at, ProcessId(8), every, Some(auth.clone())).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let got = client.query(Target::One(ProcessId(8))).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].state, FdState::Correct, "tagged heartbeats count");
+    // ...and untagged or wrongly tagged ones are dropped and counted.
+    let mut stranger = FdClient::connect(at).unwrap();
+    assert!(matches!(
+        stranger.add(ProcessSpec::new(ProcessId(9))),
+        Err(FdClientError::NoAnswer(_))
+    ));
+    let forged = DirectAuth {
+        session: auth.session,
+        key: dataplane::auth::SessionKey::from_bytes([7; 32]),
+    };
+    let mut forger = FdClient::connect(at).unwrap().with_auth(forged);
+    assert!(forger.add(ProcessSpec::new(ProcessId(9))).is_err());
+    let e = c.op(&fd.id, "query", json!({"process": 9})).unwrap_err();
+    assert!(e.to_string().contains("not monitored"), "{e}");
+    let counters = match c.op(&fd.id, "counters", json!({})).unwrap() {
+        OpOutcome::Done(v) => v,
+        OpOutcome::Scheduled(_) => panic!("counters are never scheduled"),
+    };
+    assert_eq!(counters["auth"]["policy"], "required", "{counters}");
+    assert!(
+        counters["auth"]["untagged"].as_u64().unwrap() >= 1,
+        "{counters}"
+    );
+    assert!(
+        counters["auth"]["bad_tag"].as_u64().unwrap() >= 1,
+        "{counters}"
+    );
+    assert!(beats.stop().unwrap() > 10);
 
     // Echo has no control socket: no REST operations, health is liveness.
     let echo = c.connect_service("echo").unwrap();

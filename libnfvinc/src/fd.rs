@@ -17,6 +17,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dataplane::wire::nfvinc::HEADER_LEN;
+
+use crate::direct::{self, DirectAuth};
 use vnf_fd::wire::{self, Message, Target, ack, event, reply};
 use vnf_fd::{ProcessId, ProcessSpec};
 
@@ -52,11 +54,22 @@ pub struct Heartbeater {
 }
 
 impl Heartbeater {
-    /// Starts sending `process`'s heartbeats to `detector` every `interval`.
+    /// Starts sending `process`'s heartbeats to `detector` every `interval`,
+    /// untagged (a detector run without authentication).
     pub fn start(
         detector: SocketAddrV4,
         process: ProcessId,
         interval: Duration,
+    ) -> io::Result<Self> {
+        Self::start_with(detector, process, interval, None)
+    }
+
+    /// [`Heartbeater::start`], each heartbeat tagged under `auth`.
+    pub fn start_with(
+        detector: SocketAddrV4,
+        process: ProcessId,
+        interval: Duration,
+        auth: Option<DirectAuth>,
     ) -> io::Result<Self> {
         if interval.is_zero() {
             return Err(io::Error::new(
@@ -71,7 +84,7 @@ impl Heartbeater {
         let (stop2, sent2) = (stop.clone(), sent.clone());
         let thread = std::thread::Builder::new()
             .name(format!("heartbeat-{}", process.0))
-            .spawn(move || beat(socket, process, interval, &stop2, &sent2))?;
+            .spawn(move || beat(socket, process, interval, auth, &stop2, &sent2))?;
         Ok(Self {
             stop,
             sent,
@@ -131,6 +144,7 @@ fn beat(
     socket: UdpSocket,
     process: ProcessId,
     interval: Duration,
+    auth: Option<DirectAuth>,
     stop: &AtomicBool,
     sent: &AtomicU64,
 ) -> io::Result<()> {
@@ -151,8 +165,9 @@ fn beat(
             sent_ns: now,
         });
         let n = msg
-            .emit(0, &mut buf)
+            .emit(direct::session_of(auth.as_ref()), &mut buf)
             .map_err(|e| io::Error::other(e.to_string()))?;
+        direct::seal(auth.as_ref(), &mut buf[..n]);
         match socket.send(&buf[..n]) {
             Ok(_) => {
                 sent.fetch_add(1, Ordering::Relaxed);
@@ -192,7 +207,7 @@ pub struct FdClient {
     socket: UdpSocket,
     detector: SocketAddrV4,
     next_request: u32,
-    session: u64,
+    auth: Option<DirectAuth>,
     /// State changes that arrived while waiting for an answer.
     early_events: Vec<event::Repr>,
 }
@@ -211,9 +226,16 @@ impl FdClient {
             socket,
             detector,
             next_request: 1,
-            session: 0,
+            auth: None,
             early_events: Vec::new(),
         })
+    }
+
+    /// Tags every request under `auth` and believes only answers and events
+    /// tagged under it (how a channel opened through `nfvinc serve` works).
+    pub fn with_auth(mut self, auth: DirectAuth) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// The local address answers and events come to.
@@ -303,31 +325,39 @@ impl FdClient {
     fn send(&self, msg: &Message<'_>) -> Result<(), FdClientError> {
         let mut buf = vec![0u8; HEADER_LEN + msg.payload_len()];
         let n = msg
-            .emit(self.session, &mut buf)
+            .emit(direct::session_of(self.auth.as_ref()), &mut buf)
             .map_err(|e| io::Error::other(e.to_string()))?;
+        direct::seal(self.auth.as_ref(), &mut buf[..n]);
         self.socket.send(&buf[..n])?;
         Ok(())
     }
 
+    /// The next message believed genuine (see [`FdClient::with_auth`]),
+    /// or `None` at `deadline`; messages that fail the check are skipped.
     fn recv_until(&self, buf: &mut [u8], deadline: Instant) -> io::Result<Option<usize>> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        self.socket.set_read_timeout(Some(left))?;
-        match self.socket.recv(buf) {
-            Ok(n) => Ok(Some(n)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Ok(None)
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
             }
-            // An ICMP error from an earlier send: the next attempt retries.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
-            Err(e) => Err(e),
+            self.socket.set_read_timeout(Some(left))?;
+            match self.socket.recv(buf) {
+                Ok(n) if direct::genuine(self.auth.as_ref(), &buf[..n]) => return Ok(Some(n)),
+                Ok(_) => {
+                    tracing::warn!("dropped a failure-detector message that failed authentication")
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None);
+                }
+                // An ICMP error from an earlier send: the next attempt retries.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Ok(None),
+                Err(e) => return Err(e),
+            }
         }
     }
 

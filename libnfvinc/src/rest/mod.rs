@@ -100,6 +100,9 @@ pub struct DirectEndpoint {
     pub addr: String,
     /// UDP port.
     pub port: u16,
+    /// The session id direct-channel messages carry, with the key below.
+    #[serde(default)]
+    pub session_id: Option<u64>,
     /// Per-session key (hex), only in the answer that created the instance.
     pub session_key: Option<String>,
 }
