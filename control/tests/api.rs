@@ -777,6 +777,28 @@ fn failure_detector_and_echo_through_the_control_plane() {
     );
     assert!(beats.stop().unwrap() > 10);
 
+    // Another tenant, with a channel of its own, cannot use alice's: its
+    // session has no key there, so its packets never reach the detector.
+    let bob_key = add_user(dir.path(), "bob");
+    let bob = Client::connect(&d.url, &bob_key).unwrap();
+    let bob_fd = bob.connect_service("fd").unwrap();
+    let bob_auth = DirectAuth::of(&bob_fd.direct).unwrap().unwrap();
+    assert_ne!(bob_auth.session, auth.session);
+    let mut intruder = FdClient::connect(at).unwrap().with_auth(bob_auth);
+    assert!(matches!(
+        intruder.add(ProcessSpec::new(ProcessId(10))),
+        Err(FdClientError::NoAnswer(_))
+    ));
+    let counters = match c.op(&fd.id, "counters", json!({})).unwrap() {
+        OpOutcome::Done(v) => v,
+        OpOutcome::Scheduled(_) => panic!("counters are never scheduled"),
+    };
+    assert!(
+        counters["auth"]["unknown_session"].as_u64().unwrap() >= 1,
+        "{counters}"
+    );
+    assert_eq!(counters["processes"], 2, "7 and 8 only: {counters}");
+
     // Echo has no control socket: no REST operations, health is liveness.
     let echo = c.connect_service("echo").unwrap();
     let e = c.op(&echo.id, "health", json!({})).unwrap_err();
