@@ -2,10 +2,13 @@
 //!
 //! * [`fd`]: the failure detector's direct channel: a heartbeat sender
 //!   that keeps its period, requests, and pushed state changes.
+//! * [`consensus`]: the consensus service: submit values (retried, decided
+//!   at most once) and follow the decided log in instance order.
 //! * [`direct`]: the credentials every direct channel is authenticated
 //!   with.
 //! * [`rest`]: the netServices REST API.
 
+pub mod consensus;
 pub mod direct;
 pub mod fd;
 pub mod rest;

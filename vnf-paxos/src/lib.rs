@@ -311,6 +311,7 @@ mod config;
 mod coordinator;
 mod dedup;
 mod learner;
+pub mod service;
 mod time;
 mod transmit;
 mod types;

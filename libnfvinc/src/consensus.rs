@@ -1,0 +1,530 @@
+//! The consensus service from the application's side: submit values, and
+//! follow the decided log.
+//!
+//! [`Consensus`] drives the service's own client and learner cores
+//! ([`vnf_paxos::Client`], [`vnf_paxos::Learner`]) over one kernel UDP
+//! socket (the direct channel). Submitting numbers the value, sends it to
+//! the coordinator believed to lead, and retries (following `NotLeader`
+//! hints, else the next coordinator) until a coordinator says it is
+//! decided; the retries keep the number, so the service decides the value
+//! at most once however often it is sent. With [`ConsensusConfig::learn`],
+//! the handle is also a learner: it subscribes to the acceptors' votes and
+//! the leader's heartbeats (a fetch every [`KEEPALIVE`], which the VNFs
+//! take as a subscription for a second) and yields every decided command
+//! once, in instance order ([`Consensus::next_delivery`]), fetching what it
+//! missed from the coordinators, learners and acceptors.
+//!
+//! A background thread receives and runs the timers; submissions are sent
+//! from the caller's thread at once, so no latency is added for a
+//! hand-off.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use dataplane::time::Time;
+use vnf_paxos::service::{acceptor_node, coordinator_node, learner_node};
+use vnf_paxos::wire::{Message, fetch};
+use vnf_paxos::{
+    Client, ClientConfig, ClientId, Command, Dest, Instance, Learner, LearnerConfig, NodeId,
+    Transmit,
+};
+
+/// How often a learning handle renews its subscription.
+pub const KEEPALIVE: Duration = Duration::from_millis(100);
+/// Deliveries queued for the application; past this the oldest are
+/// dropped and counted ([`Consensus::lagged`]).
+pub const MAX_QUEUED: usize = 1 << 20;
+
+/// Why a consensus call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// The socket failed.
+    #[error("consensus channel: {0}")]
+    Io(#[from] io::Error),
+    /// The value was not known decided in time (it may still be decided:
+    /// the handle keeps retrying it).
+    #[error("value {seq} not known decided within {within:?}")]
+    Timeout {
+        /// Its sequence number.
+        seq: u64,
+        /// How long was waited.
+        within: Duration,
+    },
+    /// The configuration cannot work.
+    #[error("consensus configuration: {0}")]
+    Config(&'static str),
+    /// The value does not fit a request datagram.
+    #[error("value of {0} bytes is too large (at most 1,400)")]
+    TooLarge(usize),
+    /// The handle's thread stopped.
+    #[error("the consensus handle is closed")]
+    Closed,
+}
+
+/// Where the service is, and what the handle does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsensusConfig {
+    /// Coordinators, in the same order as the VNFs' `--coordinators`.
+    pub coordinators: Vec<SocketAddrV4>,
+    /// Acceptors, by slot (for learning; may be empty when not learning).
+    pub acceptors: Vec<SocketAddrV4>,
+    /// Learner VNFs (asked for missed decisions; may be empty).
+    pub learners: Vec<SocketAddrV4>,
+    /// Follow the decided log ([`Consensus::next_delivery`]).
+    pub learn: bool,
+    /// An unanswered submission is sent again after this.
+    pub retry: Duration,
+    /// Local address to bind (port 0: any).
+    pub bind: SocketAddrV4,
+}
+
+impl ConsensusConfig {
+    /// A submitting and learning handle for this group, with defaults.
+    pub fn new(coordinators: Vec<SocketAddrV4>, acceptors: Vec<SocketAddrV4>) -> Self {
+        ConsensusConfig {
+            coordinators,
+            acceptors,
+            learners: Vec::new(),
+            learn: true,
+            retry: Duration::from_millis(30),
+            bind: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+        }
+    }
+}
+
+/// A submitted value, known decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Its sequence number (what [`Consensus::submit`] returned).
+    pub seq: u64,
+    /// The instance that decided it (`u64::MAX` when the coordinator that
+    /// answered a retry no longer remembered which).
+    pub instance: Instance,
+}
+
+/// One decided instance's new commands, in instance order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The instance.
+    pub instance: Instance,
+    /// Its commands not delivered before (empty for a no-op).
+    pub commands: Vec<Command>,
+}
+
+struct State {
+    client: Client,
+    learner: Option<Learner>,
+    committed: HashMap<u64, Committed>,
+    deliveries: VecDeque<Delivery>,
+    lagged: u64,
+    error: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    socket: UdpSocket,
+    book: Book,
+    stop: AtomicBool,
+}
+
+/// Who is who: node ids as the VNFs number them.
+struct Book {
+    coordinators: Vec<SocketAddrV4>,
+    acceptors: Vec<SocketAddrV4>,
+    learners: Vec<SocketAddrV4>,
+}
+
+impl Book {
+    fn node_of(&self, from: SocketAddrV4) -> Option<NodeId> {
+        if let Some(i) = self.coordinators.iter().position(|a| *a == from) {
+            return Some(coordinator_node(i));
+        }
+        if let Some(i) = self.acceptors.iter().position(|a| *a == from) {
+            return Some(acceptor_node(i as u16));
+        }
+        self.learners
+            .iter()
+            .position(|a| *a == from)
+            .map(learner_node)
+    }
+
+    fn addr_of(&self, n: NodeId) -> Option<SocketAddrV4> {
+        (0..self.coordinators.len())
+            .find(|&i| coordinator_node(i) == n)
+            .map(|i| self.coordinators[i])
+            .or_else(|| {
+                (0..self.acceptors.len())
+                    .find(|&i| acceptor_node(i as u16) == n)
+                    .map(|i| self.acceptors[i])
+            })
+            .or_else(|| {
+                (0..self.learners.len())
+                    .find(|&i| learner_node(i) == n)
+                    .map(|i| self.learners[i])
+            })
+    }
+
+    fn send(&self, socket: &UdpSocket, t: &Transmit, buf: &mut [u8]) {
+        let Ok(n) = t.msg.emit(0, buf) else { return };
+        let one = |to: SocketAddrV4| {
+            // Unreachable peers (ICMP errors) are what retries are for.
+            let _ = socket.send_to(&buf[..n], to);
+        };
+        match t.dest {
+            Dest::Node(id) => {
+                if let Some(a) = self.addr_of(id) {
+                    one(a);
+                }
+            }
+            Dest::Acceptors => self.acceptors.iter().copied().for_each(one),
+            Dest::Coordinators => self.coordinators.iter().copied().for_each(one),
+            Dest::Learners => self
+                .coordinators
+                .iter()
+                .chain(&self.learners)
+                .copied()
+                .for_each(one),
+            Dest::Everyone => self
+                .coordinators
+                .iter()
+                .chain(&self.acceptors)
+                .chain(&self.learners)
+                .copied()
+                .for_each(one),
+        }
+    }
+}
+
+/// A handle on the consensus service (see the module docs).
+pub struct Consensus {
+    shared: Arc<Shared>,
+    id: ClientId,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Consensus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consensus")
+            .field("client", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut v = [0u8; 8];
+    // SAFETY: writes at most 8 bytes into `v`.
+    let n = unsafe { libc::getrandom(v.as_mut_ptr().cast(), v.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(v)
+    } else {
+        // No getrandom: the clock and the process id still differ.
+        dataplane::time::monotonic_nanos() ^ (u64::from(std::process::id()) << 40)
+    }
+}
+
+const BUF: usize = 65_536;
+
+impl Consensus {
+    /// Opens a handle: binds its socket and starts its thread.
+    pub fn connect(cfg: ConsensusConfig) -> Result<Self, ConsensusError> {
+        if cfg.coordinators.is_empty() {
+            return Err(ConsensusError::Config("no coordinators"));
+        }
+        if cfg.learn && cfg.acceptors.is_empty() {
+            return Err(ConsensusError::Config("learning needs the acceptors"));
+        }
+        if cfg.acceptors.len() > 64 {
+            return Err(ConsensusError::Config("at most 64 acceptors"));
+        }
+        let socket = UdpSocket::bind(cfg.bind)?;
+        let id = ClientId(random_u64());
+        let nodes = (0..cfg.coordinators.len()).map(coordinator_node).collect();
+        let mut ccfg = ClientConfig::new(nodes);
+        ccfg.retry = cfg.retry;
+        let learner = cfg.learn.then(|| {
+            Learner::new(LearnerConfig {
+                acceptors: cfg.acceptors.len() as u16,
+                // Values are kept by the application; not served to others.
+                retain: 0,
+                ..LearnerConfig::default()
+            })
+        });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                client: Client::new(id, ccfg),
+                learner,
+                committed: HashMap::new(),
+                deliveries: VecDeque::new(),
+                lagged: 0,
+                error: None,
+            }),
+            changed: Condvar::new(),
+            socket,
+            book: Book {
+                coordinators: cfg.coordinators,
+                acceptors: cfg.acceptors,
+                learners: cfg.learners,
+            },
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("nfvinc-consensus".into())
+            .spawn(move || run(&s))?;
+        Ok(Consensus {
+            shared,
+            id,
+            thread: Some(thread),
+        })
+    }
+
+    /// The client id the service knows this handle by.
+    pub fn client_id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.shared.socket.local_addr()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, ConsensusError> {
+        let st = self
+            .shared
+            .state
+            .lock()
+            .map_err(|_| ConsensusError::Closed)?;
+        if st.error.is_some() {
+            return Err(ConsensusError::Closed);
+        }
+        Ok(st)
+    }
+
+    /// Submits a value; returns its sequence number at once. The handle
+    /// retries it until it is known decided ([`Consensus::wait`]).
+    pub fn submit(&self, value: &[u8]) -> Result<u64, ConsensusError> {
+        if value.len() > 1400 {
+            return Err(ConsensusError::TooLarge(value.len()));
+        }
+        let mut st = self.lock()?;
+        let seq = st.client.submit(Time::monotonic_now(), value);
+        let mut buf = [0u8; 1536];
+        while let Some(t) = st.client.poll_transmit() {
+            self.shared.book.send(&self.shared.socket, &t, &mut buf);
+        }
+        Ok(seq)
+    }
+
+    /// Waits until submission `seq` is known decided.
+    pub fn wait(&self, seq: u64, timeout: Duration) -> Result<Committed, ConsensusError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock()?;
+        loop {
+            if let Some(c) = st.committed.remove(&seq) {
+                return Ok(c);
+            }
+            if st.error.is_some() {
+                return Err(ConsensusError::Closed);
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Err(ConsensusError::Timeout {
+                    seq,
+                    within: timeout,
+                });
+            };
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, left)
+                .map_err(|_| ConsensusError::Closed)?
+                .0;
+        }
+    }
+
+    /// Submits a value and waits until it is decided.
+    pub fn propose(&self, value: &[u8], timeout: Duration) -> Result<Committed, ConsensusError> {
+        let seq = self.submit(value)?;
+        self.wait(seq, timeout)
+    }
+
+    /// Submissions not yet known decided.
+    pub fn outstanding(&self) -> usize {
+        self.shared
+            .state
+            .lock()
+            .map_or(0, |st| st.client.outstanding())
+    }
+
+    /// The next decided instance, in order (learning handles), waiting up
+    /// to `timeout`; `None` when nothing came.
+    pub fn next_delivery(&self, timeout: Duration) -> Result<Option<Delivery>, ConsensusError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock()?;
+        if st.learner.is_none() {
+            return Err(ConsensusError::Config("this handle does not learn"));
+        }
+        loop {
+            if let Some(d) = st.deliveries.pop_front() {
+                return Ok(Some(d));
+            }
+            if st.error.is_some() {
+                return Err(ConsensusError::Closed);
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Ok(None);
+            };
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, left)
+                .map_err(|_| ConsensusError::Closed)?
+                .0;
+        }
+    }
+
+    /// Deliveries dropped because the application did not take them.
+    pub fn lagged(&self) -> u64 {
+        self.shared.state.lock().map_or(0, |st| st.lagged)
+    }
+}
+
+impl Drop for Consensus {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The receiving thread: messages in, timers, subscription keepalives.
+fn run(shared: &Shared) {
+    let mut buf = vec![0u8; BUF];
+    let mut out = vec![0u8; BUF];
+    let mut next_keepalive = Instant::now();
+    let fail = |e: io::Error| {
+        if let Ok(mut st) = shared.state.lock() {
+            st.error = Some(e.to_string());
+        }
+        shared.changed.notify_all();
+    };
+    while !shared.stop.load(Ordering::Relaxed) {
+        // Sleep in the socket until the earliest timer, at most 10 ms so
+        // that a stop is noticed.
+        let wait = {
+            let Ok(st) = shared.state.lock() else { return };
+            let now = Time::monotonic_now();
+            let mut due = st.client.poll_timeout().unwrap_or(Time::MAX);
+            if let Some(l) = &st.learner {
+                due = due.min(l.poll_timeout().unwrap_or(Time::MAX));
+            }
+            due.saturating_duration_since(now)
+                .min(Duration::from_millis(10))
+                .max(Duration::from_micros(100))
+        };
+        if let Err(e) = shared.socket.set_read_timeout(Some(wait)) {
+            return fail(e);
+        }
+        let got = match shared.socket.recv_from(&mut buf) {
+            Ok((n, SocketAddr::V4(from))) => Some((n, from)),
+            Ok(_) => None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                        | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                None
+            }
+            Err(e) => return fail(e),
+        };
+        let Ok(mut st) = shared.state.lock() else {
+            return;
+        };
+        let now = Time::monotonic_now();
+        let mut woke = false;
+        if let Some((n, from)) = got
+            && let Some(node) = shared.book.node_of(from)
+            && let Ok((_, msg)) = Message::parse_nfv(&buf[..n])
+        {
+            match msg {
+                Message::Reply(_) => st.client.handle(now, node, msg),
+                other => {
+                    if let Some(l) = st.learner.as_mut() {
+                        l.handle(now, node, other);
+                    }
+                }
+            }
+        }
+        if st.client.poll_timeout().is_some_and(|t| t <= now) {
+            st.client.handle_timeout(now);
+        }
+        let keepalive = Instant::now() >= next_keepalive;
+        if let Some(l) = st.learner.as_mut() {
+            if l.poll_timeout().is_some_and(|t| t <= now) {
+                l.handle_timeout(now);
+            }
+            if keepalive {
+                let at = l.next_instance();
+                let t = Transmit {
+                    dest: Dest::Everyone,
+                    msg: Message::Fetch(fetch::Repr { from: at, to: at }),
+                };
+                shared.book.send(&shared.socket, &t, &mut out);
+            }
+        }
+        if keepalive {
+            next_keepalive = Instant::now() + KEEPALIVE;
+        }
+        let State {
+            client,
+            learner,
+            committed,
+            deliveries,
+            lagged,
+            ..
+        } = &mut *st;
+        while let Some(c) = client.poll_event() {
+            committed.insert(
+                c.seq,
+                Committed {
+                    seq: c.seq,
+                    instance: c.instance,
+                },
+            );
+            woke = true;
+        }
+        while let Some(t) = client.poll_transmit() {
+            shared.book.send(&shared.socket, &t, &mut out);
+        }
+        if let Some(l) = learner.as_mut() {
+            while let Some(d) = l.poll_event() {
+                if deliveries.len() >= MAX_QUEUED {
+                    deliveries.pop_front();
+                    *lagged += 1;
+                }
+                deliveries.push_back(Delivery {
+                    instance: d.instance,
+                    commands: d.commands,
+                });
+                woke = true;
+            }
+            while let Some(t) = l.poll_transmit() {
+                shared.book.send(&shared.socket, &t, &mut out);
+            }
+        }
+        drop(st);
+        if woke {
+            shared.changed.notify_all();
+        }
+    }
+}

@@ -1,0 +1,634 @@
+//! The consensus roles as network functions: the thin shell that runs a
+//! [`Coordinator`], an [`Acceptor`] or a [`Learner`] on a dataplane worker.
+//!
+//! [`PaxosService`] implements [`dataplane::runtime::Vnf`]. A received
+//! burst is parsed in place and each message handed to the core; the
+//! burst's frames are then dropped (nothing is answered by rewriting: every
+//! answer goes to an address of the core's choosing). An acceptor with a
+//! write-ahead log writes what the burst changed as one batch and syncs
+//! once (group commit) before its answers are released. What the core
+//! wants sent is written by [`Vnf::emit`] straight into fresh frames: each
+//! message is serialised once into a scratch buffer and copied into one
+//! frame per destination ([`Dest`] fans out through the [`Peers`] address
+//! book), so the shell allocates nothing per packet. Timers are the core's
+//! `poll_timeout`, turned into the worker's wake-up; the control socket is
+//! answered on a one-millisecond housekeeping tick.
+//!
+//! Control operations (JSON lines, see [`dataplane::control`]):
+//!
+//! | op | answer |
+//! | --- | --- |
+//! | `health` | `{"status": "ok", "role": …}` |
+//! | `counters` | the core's and the shell's counters |
+//! | `membership` | configured members, acceptor identities, subscribed guests |
+//! | `leader` | the leader this process believes in, the highest ballot it knows, whether it leads |
+//! | `deliveries` | learners: `{"from": k, "max": n}` → the `(instance, client, seq)` of delivered commands `k..k+n`, with totals |
+
+mod neigh;
+mod peers;
+
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use dataplane::control::{Inbox, Request};
+use dataplane::io::Batch;
+use dataplane::runtime::{Emit, Vnf};
+use dataplane::wire::{UdpFrame, build_udp_frame, finish_udp_checksum};
+use serde_json::{Value as Json, json};
+
+pub use neigh::{arp_entry, iface_mac, next_hop, resolve};
+pub use peers::{
+    MAX_GUESTS, Members, Peers, SUBSCRIPTION, acceptor_node, coordinator_node, learner_node,
+};
+
+use crate::wal::Wal;
+use crate::wire::Message;
+use crate::{Acceptor, Ballot, Coordinator, Dest, Learner, NodeId, Time};
+
+/// The default UDP port of every consensus process.
+pub const DEFAULT_PORT: u16 = 7400;
+/// How often the control socket is read.
+pub const HOUSEKEEPING: Duration = Duration::from_millis(1);
+/// Delivered commands a learner keeps for the `deliveries` operation.
+pub const DELIVERY_LOG: usize = 1 << 21;
+/// The largest NFVinc message the shell writes (a UDP payload).
+const MAX_MESSAGE: usize = 65_507;
+
+/// Maps [`Instant`]s onto the cores' [`Time`] (`CLOCK_MONOTONIC`).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+    base_ns: u64,
+}
+
+impl Clock {
+    /// A clock anchored now.
+    pub fn new() -> Self {
+        Clock {
+            base: Instant::now(),
+            base_ns: dataplane::time::monotonic_nanos(),
+        }
+    }
+
+    /// `at` as core time.
+    pub fn time(&self, at: Instant) -> Time {
+        let d = at.saturating_duration_since(self.base).as_nanos() as u64;
+        Time::from_nanos(self.base_ns.saturating_add(d))
+    }
+
+    /// Core time `t` as an [`Instant`] (times before the anchor map to it).
+    pub fn instant(&self, t: Time) -> Instant {
+        let after = t.as_nanos().saturating_sub(self.base_ns);
+        self.base
+            .checked_add(Duration::from_nanos(after))
+            .unwrap_or(self.base + Duration::from_secs(86_400 * 365))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An acceptor and, when durable, its write-ahead log.
+#[derive(Debug)]
+pub struct AcceptorRole {
+    acceptor: Acceptor,
+    wal: Option<Wal>,
+    wal_failed: bool,
+}
+
+impl AcceptorRole {
+    /// An acceptor; `wal` must be given for [`crate::Durability::Wal`].
+    pub fn new(acceptor: Acceptor, wal: Option<Wal>) -> Self {
+        AcceptorRole {
+            acceptor,
+            wal,
+            wal_failed: false,
+        }
+    }
+}
+
+/// A learner and the record of what it delivered.
+#[derive(Debug)]
+pub struct LearnerRole {
+    learner: Learner,
+    /// `(instance, client, seq)` of each delivered command, in order.
+    log: Vec<(u64, u64, u64)>,
+    instances: u64,
+    commands: u64,
+    noops: u64,
+    /// FNV-1a over every delivered `(instance, client, seq, payload)`.
+    digest: u64,
+}
+
+impl LearnerRole {
+    /// A learner that has delivered nothing.
+    pub fn new(learner: Learner) -> Self {
+        LearnerRole {
+            learner,
+            log: Vec::new(),
+            instances: 0,
+            commands: 0,
+            noops: 0,
+            digest: 0xcbf2_9ce4_8422_2325,
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(d) = self.learner.poll_event() {
+            self.instances += 1;
+            if d.commands.is_empty() {
+                self.noops += 1;
+            }
+            for c in &d.commands {
+                self.commands += 1;
+                if self.log.len() < DELIVERY_LOG {
+                    self.log.push((d.instance, c.client.0, c.seq));
+                }
+                for chunk in [
+                    &d.instance.to_be_bytes()[..],
+                    &c.client.0.to_be_bytes(),
+                    &c.seq.to_be_bytes(),
+                    &c.payload,
+                ] {
+                    for b in chunk {
+                        self.digest = (self.digest ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The protocol core a process runs.
+#[derive(Debug)]
+pub enum Core {
+    /// A coordinator (leader or standby).
+    Coordinator(Box<Coordinator>),
+    /// An acceptor.
+    Acceptor(Box<AcceptorRole>),
+    /// A learner.
+    Learner(Box<LearnerRole>),
+}
+
+impl Core {
+    fn role(&self) -> &'static str {
+        match self {
+            Core::Coordinator(_) => "coordinator",
+            Core::Acceptor(_) => "acceptor",
+            Core::Learner(_) => "learner",
+        }
+    }
+
+    fn handle(&mut self, now: Time, from: NodeId, msg: Message) {
+        match self {
+            Core::Coordinator(c) => c.handle(now, from, msg),
+            Core::Acceptor(a) => a.acceptor.handle(now, from, msg),
+            Core::Learner(l) => {
+                l.learner.handle(now, from, msg);
+                l.drain();
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        match self {
+            Core::Coordinator(c) => c.handle_timeout(now),
+            Core::Acceptor(a) => a.acceptor.handle_timeout(now),
+            Core::Learner(l) => {
+                l.learner.handle_timeout(now);
+                l.drain();
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        match self {
+            Core::Coordinator(c) => c.poll_timeout(),
+            Core::Acceptor(a) => a.acceptor.poll_timeout(),
+            Core::Learner(l) => l.learner.poll_timeout(),
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<crate::Transmit> {
+        match self {
+            Core::Coordinator(c) => c.poll_transmit(),
+            Core::Acceptor(a) => a.acceptor.poll_transmit(),
+            Core::Learner(l) => l.learner.poll_transmit(),
+        }
+    }
+
+    /// Group commit: what the last input changed, written and synced once.
+    fn persist(&mut self, counters: &mut ServiceCounters) {
+        let Core::Acceptor(a) = self else { return };
+        while let Some(batch) = a.acceptor.poll_persist() {
+            let Some(wal) = a.wal.as_mut() else {
+                // Configured durable without a log: never release answers.
+                continue;
+            };
+            if a.wal_failed {
+                continue;
+            }
+            match wal.write_batch(&batch) {
+                Ok(()) => {
+                    counters.wal_batches += 1;
+                    counters.wal_records += batch.records.len() as u64;
+                    a.acceptor.persisted(batch.id);
+                }
+                Err(e) => {
+                    // Answers that depend on the batch stay held forever:
+                    // the acceptor falls silent rather than forget a vote.
+                    tracing::error!(error = %e, "write-ahead log failed; this acceptor stops answering");
+                    a.wal_failed = true;
+                    counters.wal_errors += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Counters of the shell, beside the core's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceCounters {
+    /// Messages handed to the core.
+    pub rx_messages: u64,
+    /// Frames that were not a consensus message for our port.
+    pub malformed: u64,
+    /// Frames sent.
+    pub tx_frames: u64,
+    /// Messages the core sent to a node id with no address.
+    pub unroutable: u64,
+    /// Messages too large for a frame (dropped).
+    pub too_large: u64,
+    /// Write-ahead-log batches synced.
+    pub wal_batches: u64,
+    /// Records in them.
+    pub wal_records: u64,
+    /// Write-ahead-log failures.
+    pub wal_errors: u64,
+}
+
+/// A fan-out in progress: the next member index, then the next guest.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    dest: Dest,
+    member: usize,
+    guest: usize,
+    len: usize,
+}
+
+/// A consensus process on a dataplane worker (see the module docs).
+pub struct PaxosService {
+    core: Core,
+    peers: Peers,
+    members: Members,
+    clock: Clock,
+    port: u16,
+    inbox: Option<Inbox>,
+    scratch: Vec<u8>,
+    cursor: Option<Cursor>,
+    pending_out: bool,
+    next_timeout: Option<Instant>,
+    next_housekeeping: Instant,
+    counters: ServiceCounters,
+}
+
+impl std::fmt::Debug for PaxosService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaxosService")
+            .field("role", &self.core.role())
+            .field("me", &self.peers.me())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PaxosService {
+    /// A process running `core` as member `peers.me()` on UDP `port`.
+    pub fn new(core: Core, peers: Peers, members: Members, port: u16) -> Self {
+        let mut s = PaxosService {
+            core,
+            peers,
+            members,
+            clock: Clock::new(),
+            port,
+            inbox: None,
+            scratch: vec![0; MAX_MESSAGE],
+            cursor: None,
+            pending_out: true,
+            next_timeout: None,
+            next_housekeeping: Instant::now(),
+            counters: ServiceCounters::default(),
+        };
+        s.after_input();
+        s
+    }
+
+    /// Answers requests from this control-socket inbox.
+    pub fn with_control(mut self, inbox: Inbox) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// The clock the service stamps input with.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// The core.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// The shell's counters.
+    pub fn counters(&self) -> ServiceCounters {
+        self.counters
+    }
+
+    fn after_input(&mut self) {
+        self.core.persist(&mut self.counters);
+        self.pending_out = true;
+        self.next_timeout = self.core.poll_timeout().map(|t| self.clock.instant(t));
+    }
+
+    fn handle_frame(&mut self, frame: &[u8], t: Time, now: Instant) {
+        let Ok(f) = UdpFrame::parse(frame) else {
+            self.counters.malformed += 1;
+            return;
+        };
+        if f.dst().port() != self.port || f.check_udp_checksum().is_err() {
+            self.counters.malformed += 1;
+            return;
+        }
+        let Ok((_, msg)) = Message::parse_nfv(f.payload()) else {
+            self.counters.malformed += 1;
+            return;
+        };
+        let from = self
+            .peers
+            .sender(&f.spec().reversed(), matches!(msg, Message::Fetch(_)), now);
+        self.counters.rx_messages += 1;
+        self.core.handle(t, from, msg);
+    }
+
+    /// The next destination of the fan-out in progress, without moving on.
+    fn peek_target(&self, c: &Cursor, now: Instant) -> Option<(NodeId, Cursor)> {
+        let mut c = *c;
+        if let Dest::Node(n) = c.dest {
+            if c.member > 0 {
+                return None;
+            }
+            c.member = 1;
+            return Some((n, c));
+        }
+        let members = self.peers.members_of(c.dest);
+        if let Some(&n) = members.get(c.member) {
+            c.member += 1;
+            return Some((n, c));
+        }
+        if !Peers::reaches_subscribers(c.dest) {
+            return None;
+        }
+        let (i, n) = self.peers.subscriber(c.guest, now)?;
+        c.guest = i + 1;
+        Some((n, c))
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        if let Some(inbox) = self.inbox.take() {
+            // Bounded per tick: a flood of requests cannot hold up packets.
+            for _ in 0..64 {
+                let Some(r) = inbox.try_next() else { break };
+                self.control(r, now);
+            }
+            self.inbox = Some(inbox);
+        }
+    }
+
+    /// Answers one control-socket request.
+    fn control(&mut self, r: Request, now: Instant) {
+        let result = match r.op() {
+            "health" => Ok(json!({"status": "ok", "role": self.core.role(),
+                                  "node": self.peers.me().0})),
+            "counters" => Ok(self.counters_json()),
+            "membership" => Ok(self.membership_json(now)),
+            "leader" => Ok(self.leader_json()),
+            "deliveries" => self.deliveries_json(r.body()),
+            other => Err(format!(
+                "unknown op {other:?}: expected health, counters, membership, leader or deliveries"
+            )),
+        };
+        r.answer(result);
+    }
+
+    fn counters_json(&self) -> Json {
+        let s = self.counters;
+        let mut j = json!({
+            "rx_messages": s.rx_messages,
+            "malformed": s.malformed,
+            "tx_frames": s.tx_frames,
+            "unroutable": s.unroutable,
+            "too_large": s.too_large,
+        });
+        let core = match &self.core {
+            Core::Coordinator(c) => {
+                let k = c.counters();
+                json!({
+                    "instances_decided": k.instances_decided,
+                    "commands_decided": k.commands_decided,
+                    "elections": k.elections,
+                    "terms": k.terms,
+                    "proposed": k.proposed,
+                    "retransmits": k.retransmits,
+                    "admissions": k.admissions,
+                    "committed": c.committed(),
+                })
+            }
+            Core::Acceptor(a) => {
+                let k = a.acceptor.counters();
+                json!({
+                    "promises": k.promises,
+                    "votes": k.votes,
+                    "nacks": k.nacks,
+                    "batches": k.batches,
+                    "wal_batches": s.wal_batches,
+                    "wal_records": s.wal_records,
+                    "wal_errors": s.wal_errors,
+                    "wal_syncs": a.wal.as_ref().map_or(0, Wal::syncs),
+                })
+            }
+            Core::Learner(l) => json!({
+                "instances": l.instances,
+                "commands": l.commands,
+                "noops": l.noops,
+                "next_instance": l.learner.next_instance(),
+                "digest": format!("{:016x}", l.digest),
+            }),
+        };
+        if let (Some(j), Json::Object(core)) = (j.as_object_mut(), core) {
+            j.extend(core);
+        }
+        j
+    }
+
+    fn membership_json(&self, now: Instant) -> Json {
+        let list = |v: &[SocketAddrV4]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let mut j = json!({
+            "role": self.core.role(),
+            "node": self.peers.me().0,
+            "coordinators": list(&self.members.coordinators),
+            "acceptors": list(&self.members.acceptors),
+            "learners": list(&self.members.learners),
+            "subscribers": self.peers.subscribers(now),
+            "guests": self.peers.guests(),
+        });
+        match &self.core {
+            Core::Coordinator(c) => j["incarnations"] = json!(c.incarnations()),
+            Core::Acceptor(a) => {
+                let id = a.acceptor.id();
+                j["acceptor"] = json!({"slot": id.slot, "incarnation": id.incarnation,
+                                       "active": a.acceptor.is_active(),
+                                       "trim": a.acceptor.trim_point()});
+            }
+            Core::Learner(_) => {}
+        }
+        j
+    }
+
+    fn leader_json(&self) -> Json {
+        let ballot =
+            |b: Ballot| json!({"round": b.round, "node": b.node.0, "incarnation": b.incarnation});
+        let index = |n: NodeId| {
+            (n.0 >= 1 && usize::from(n.0) <= self.members.coordinators.len())
+                .then(|| usize::from(n.0) - 1)
+        };
+        match &self.core {
+            Core::Coordinator(c) => json!({
+                "leader": c.leader().map(|n| n.0),
+                "leader_index": c.leader().and_then(index),
+                "is_leader": c.is_leader(),
+                "ballot": ballot(c.ballot()),
+                "committed": c.committed(),
+            }),
+            Core::Acceptor(a) => json!({"promised": ballot(a.acceptor.promised()),
+                                         "leader": a.acceptor.promised().node.0}),
+            Core::Learner(l) => json!({
+                "leader": l.learner.leader().map(|n| n.0),
+                "leader_index": l.learner.leader().and_then(index),
+            }),
+        }
+    }
+
+    fn deliveries_json(&self, body: &Json) -> Result<Json, String> {
+        let Core::Learner(l) = &self.core else {
+            return Err("deliveries: only learners deliver".into());
+        };
+        let num = |k: &str, d: u64| match body.get(k) {
+            None | Some(Json::Null) => Ok(d),
+            Some(v) => v
+                .as_u64()
+                .ok_or(format!("\"{k}\" must be an unsigned number")),
+        };
+        let from = num("from", 0)? as usize;
+        let max = num("max", 10_000)?.min(100_000) as usize;
+        let entries: Vec<Json> = l
+            .log
+            .iter()
+            .skip(from)
+            .take(max)
+            .map(|(i, c, s)| json!([i, c, s]))
+            .collect();
+        Ok(json!({
+            "from": from,
+            "total": l.log.len(),
+            "commands": l.commands,
+            "next_instance": l.learner.next_instance(),
+            "entries": entries,
+        }))
+    }
+}
+
+impl Vnf for PaxosService {
+    fn process(&mut self, now: Instant, burst: &mut Batch) {
+        let t = self.clock.time(now);
+        for i in 0..burst.len() {
+            self.handle_frame(burst.frame(i), t, now);
+        }
+        burst.clear();
+        self.after_input();
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        if self.pending_out || self.cursor.is_some() {
+            // Already due: anything not after now will do.
+            return Some(self.clock.base);
+        }
+        Some(match self.next_timeout {
+            Some(t) => t.min(self.next_housekeeping),
+            None => self.next_housekeeping,
+        })
+    }
+
+    fn emit(&mut self, now: Instant, out: &mut Emit<'_>) {
+        if now >= self.next_housekeeping {
+            self.housekeeping(now);
+            self.next_housekeeping = now + HOUSEKEEPING;
+        }
+        if self.next_timeout.is_some_and(|t| t <= now) {
+            self.core.handle_timeout(self.clock.time(now));
+            self.after_input();
+        }
+        loop {
+            let mut cursor = match self.cursor.take() {
+                Some(c) => c,
+                None => {
+                    let Some(t) = self.core.poll_transmit() else {
+                        self.pending_out = false;
+                        return;
+                    };
+                    match t.msg.emit(0, &mut self.scratch) {
+                        Ok(len) => Cursor {
+                            dest: t.dest,
+                            member: 0,
+                            guest: 0,
+                            len,
+                        },
+                        Err(_) => {
+                            self.counters.too_large += 1;
+                            continue;
+                        }
+                    }
+                }
+            };
+            while let Some((node, next)) = self.peek_target(&cursor, now) {
+                let Some(spec) = self.peers.spec(node) else {
+                    self.counters.unroutable += 1;
+                    cursor = next;
+                    continue;
+                };
+                let Some(mut f) = out.frame() else {
+                    // No frame now: resume this fan-out on the next call.
+                    self.cursor = Some(cursor);
+                    return;
+                };
+                let payload = &self.scratch[..cursor.len];
+                let room = f.room();
+                let written = f.set_len(room).ok().and_then(|()| {
+                    let buf = f.data_mut();
+                    let n = build_udp_frame(buf, &spec, payload.len()).ok()?;
+                    buf[dataplane::wire::UDP_PAYLOAD_OFFSET..n].copy_from_slice(payload);
+                    finish_udp_checksum(&mut buf[..n]).ok()?;
+                    Some(n)
+                });
+                let _ = f.set_len(written.unwrap_or(0));
+                match written {
+                    Some(_) => self.counters.tx_frames += 1,
+                    None => self.counters.too_large += 1,
+                }
+                cursor = next;
+            }
+        }
+    }
+}
