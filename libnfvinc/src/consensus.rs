@@ -18,7 +18,7 @@
 //! from the caller's thread at once, so no latency is added for a
 //! hand-off.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +36,9 @@ use vnf_paxos::{
 
 /// How often a learning handle renews its subscription.
 pub const KEEPALIVE: Duration = Duration::from_millis(100);
-/// Deliveries queued for the application; past this the oldest are
-/// dropped and counted ([`Consensus::lagged`]).
+/// Deliveries queued for the application (past this the oldest are
+/// dropped and counted, [`Consensus::lagged`]), and decided submissions
+/// remembered for [`Consensus::wait`] (past this the oldest are forgotten).
 pub const MAX_QUEUED: usize = 1 << 20;
 
 /// Why a consensus call failed.
@@ -119,7 +120,8 @@ pub struct Delivery {
 struct State {
     client: Client,
     learner: Option<Learner>,
-    committed: HashMap<u64, Committed>,
+    /// By sequence number; the oldest go first past [`MAX_QUEUED`].
+    committed: BTreeMap<u64, Committed>,
     deliveries: VecDeque<Delivery>,
     lagged: u64,
     error: Option<String>,
@@ -259,7 +261,7 @@ impl Consensus {
             state: Mutex::new(State {
                 client: Client::new(id, ccfg),
                 learner,
-                committed: HashMap::new(),
+                committed: BTreeMap::new(),
                 deliveries: VecDeque::new(),
                 lagged: 0,
                 error: None,
@@ -501,6 +503,10 @@ fn run(shared: &Shared) {
                     instance: c.instance,
                 },
             );
+            if committed.len() > MAX_QUEUED {
+                // Nobody waits for these: keep memory bounded.
+                committed.pop_first();
+            }
             woke = true;
         }
         while let Some(t) = client.poll_transmit() {

@@ -66,6 +66,15 @@ nfvinc-perf echo --backend afxdp,udp --rate 200000 --plot latency.svg\n  \
 nfvinc-perf echo --backend udp --closed-loop 1\n  \
 nfvinc-perf echo --backend mem --duration 2")]
     Echo(EchoArgs),
+    /// Consensus: a client submits values to `vnf-paxos` (one coordinator,
+    /// --acceptors acceptors, two learners) in a closed loop; measures
+    /// decisions per second at every learner, submit-to-learn latency and
+    /// the learners' agreement (exit status 1 if they disagree). `mem`: the
+    /// acceptor logic alone on one core.
+    #[command(after_help = "Examples:\n  \
+nfvinc-perf paxos --backend afxdp,udp --acceptors 3 --duration 10 --json out.json\n  \
+nfvinc-perf paxos --backend mem --duration 2")]
+    Paxos(crate::paxos::PaxosArgs),
 }
 
 /// A backend the VNF runs on.
@@ -314,6 +323,7 @@ mod tests {
             Cli::try_parse_from(std::iter::once("nfvinc-perf").chain(args.split_whitespace()))?;
         match cli.command {
             Command::Echo(a) => Ok(a),
+            Command::Paxos(_) => panic!("not an echo command line"),
         }
     }
 

@@ -8,6 +8,7 @@
 //! * [`sched`]: send pacing (as fast as possible, open loop, closed loop).
 //! * [`seq`]: loss, duplicate and reordering accounting by sequence number.
 //! * [`mem_bench`]: the in-memory scenario (the VNF's logic alone).
+//! * [`paxos`]: the consensus scenario.
 //! * [`vnf`]: the VNF under test as a child process.
 //! * [`report`]: the JSON report, percentiles and the comparison table.
 //! * [`plot`]: the SVG latency plot.
@@ -20,6 +21,7 @@ pub mod echo;
 pub mod frame;
 pub mod generator;
 pub mod mem_bench;
+pub mod paxos;
 pub mod plot;
 pub mod progress;
 pub mod report;

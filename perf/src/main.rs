@@ -40,6 +40,53 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Echo(args) => run_echo(&args),
+        Command::Paxos(args) => run_paxos(&args),
+    }
+}
+
+fn run_paxos(args: &perf::paxos::PaxosArgs) -> anyhow::Result<ExitCode> {
+    if let Some(p) = &args.json {
+        check_writable("--json", p)?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let title = format!(
+        "paxos: {} acceptors, {}-byte values, {} in flight, {} s per backend after {} s warm-up",
+        args.acceptors, args.value_bytes, args.in_flight, args.duration, args.warmup
+    );
+    tracing::info!("{title}");
+    let outcome = perf::paxos::run_all(args, &stop);
+    println!("{title}");
+    if outcome.report.runs.is_empty() {
+        println!("(no run completed)");
+    } else {
+        print!("{}", outcome.report.table());
+        for r in &outcome.report.runs {
+            println!(
+                "{}: decisions/s {:.0}, agreement_ok {}",
+                r.backend,
+                r.pps,
+                r.extra
+                    .get("agreement_ok")
+                    .unwrap_or(&serde_json::Value::Null)
+            );
+        }
+    }
+    if let Some(p) = &args.json {
+        let text = serde_json::to_string_pretty(&outcome.report)?;
+        std::fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?;
+    }
+    if outcome.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for e in &outcome.errors {
+            eprintln!("error: {e}");
+        }
+        Ok(ExitCode::FAILURE)
     }
 }
 

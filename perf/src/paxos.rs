@@ -1,0 +1,558 @@
+//! The consensus scenario: `nfvinc-perf paxos`.
+//!
+//! For `afxdp` and `udp`, each run builds its own topology (a router
+//! namespace and one namespace per process): one coordinator, `--acceptors`
+//! acceptors and two learners run `vnf-paxos` on the backend under test; a
+//! client host runs libnfvinc's `Consensus` (submitting and learning) in a
+//! closed loop of `--in-flight` values. Figures of the measured window:
+//!
+//! * `decisions_per_s`: client values delivered at *every* learner VNF per
+//!   second (the slower learner's count, read from their control sockets);
+//! * `latency_ns`: submit-to-learn, from the client's submission of a value
+//!   to its delivery by the client's own learner;
+//! * `agreement_ok`: once the load stops and the learners have caught up,
+//!   both delivered the same sequence (same length and digest); the run,
+//!   and the command, fail if not.
+//!
+//! For `mem`, the acceptor logic alone on one core, in process: `Accept`
+//! frames (one instance each, and eight instances each) are parsed, handled
+//! by an in-memory acceptor and its votes emitted into a buffer;
+//! `msgs_per_s` counts accepts handled per second.
+//!
+//! The JSON report has the echo scenario's shape (`runs`: scenario,
+//! backend, duration_s, sent, received, lost, pps, latency_ns…) plus those
+//! fields.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use clap::{Args, ValueEnum};
+use dataplane::control::call;
+use dataplane::netns::{End, Netns, veth};
+use libnfvinc::consensus::{Consensus, ConsensusConfig};
+use serde_json::{Value, json};
+use vnf_paxos::wire::{Message, accept};
+use vnf_paxos::{
+    Acceptor, AcceptorConfig, AcceptorId, Ballot, ClientId, Command, Durability, NodeId,
+    Time as PaxosTime, Value as PaxosValue,
+};
+
+use crate::cli::Backend;
+use crate::report::{Latency, Report, Run, new_histogram};
+use crate::vnf::Vnf;
+
+/// Where acceptors keep their state in a `paxos` run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// Write-ahead log, synced once per burst (the service's default).
+    Wal,
+    /// Memory only.
+    Memory,
+}
+
+/// Options of `nfvinc-perf paxos`.
+#[derive(Debug, Clone, Args)]
+pub struct PaxosArgs {
+    /// Backends to run, in turn, comma separated (e.g. `afxdp,udp`).
+    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    pub backend: Vec<Backend>,
+    /// Acceptors (2f + 1; 1..=9).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub acceptors: u16,
+    /// Measured seconds per backend, warm-up excluded (at most 3600).
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_secs)]
+    pub duration: f64,
+    /// Warm-up seconds before the measured window (at most 60).
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_warmup)]
+    pub warmup: f64,
+    /// Client values kept in flight (closed loop).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub in_flight: u32,
+    /// Bytes per client value.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1400))]
+    pub value_bytes: u16,
+    /// Where acceptors keep promises and votes.
+    #[arg(long, value_enum, default_value = "wal")]
+    pub durability: DurabilityArg,
+    /// Coordinator: most client values per instance (1: no batching).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// The `vnf-paxos` binary; default: next to this one.
+    #[arg(long, value_name = "PATH")]
+    pub vnf_bin: Option<PathBuf>,
+    /// Directory for VNF logs and write-ahead logs; default: a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+fn parse_bounded(s: &str, max: f64) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v.is_finite() && v > 0.0 && v <= max) {
+        return Err(format!("{v} s is outside (0, {max}]"));
+    }
+    Ok(v)
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    parse_bounded(s, crate::cli::MAX_DURATION_S)
+}
+
+fn parse_warmup(s: &str) -> Result<f64, String> {
+    parse_bounded(s, crate::cli::MAX_WARMUP_S)
+}
+
+impl PaxosArgs {
+    /// The `vnf-paxos` binary to run.
+    pub fn vnf_bin(&self) -> Result<PathBuf, String> {
+        let path = match &self.vnf_bin {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find the current executable: {e}"))?
+                .with_file_name("vnf-paxos"),
+        };
+        if !path.is_file() {
+            return Err(format!(
+                "VNF binary {} not found: build it (`cargo build --release -p vnf-paxos`) or pass --vnf-bin",
+                path.display()
+            ));
+        }
+        Ok(path)
+    }
+}
+
+/// The runs that completed, and the errors of those that did not.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The report.
+    pub report: Report,
+    /// `backend: error` for each run that failed (disagreement included).
+    pub errors: Vec<String>,
+}
+
+/// Runs every backend of `args` in turn; `stop` (a signal) ends the current
+/// run early and starts no other.
+pub fn run_all(args: &PaxosArgs, stop: &Arc<AtomicBool>) -> Outcome {
+    let mut out = Outcome::default();
+    for &backend in &args.backend {
+        if stop.load(Ordering::Relaxed) {
+            out.errors
+                .push(format!("{}: not run (interrupted)", backend.name()));
+            continue;
+        }
+        let r = match backend {
+            Backend::Mem => run_mem(args, stop),
+            Backend::Afxdp | Backend::Udp => run_net(args, backend, stop),
+        };
+        match r {
+            Ok(run) => {
+                if run.extra.get("agreement_ok") == Some(&Value::Bool(false)) {
+                    out.errors
+                        .push(format!("{}: learners disagree", backend.name()));
+                }
+                out.report.runs.push(run);
+            }
+            Err(e) => out.errors.push(format!("{}: {e:#}", backend.name())),
+        }
+    }
+    out
+}
+
+fn base_run(args: &PaxosArgs, backend: Backend) -> Run {
+    Run {
+        scenario: "paxos".into(),
+        backend: backend.name().into(),
+        duration_s: 0.0,
+        sent: 0,
+        received: 0,
+        lost: 0,
+        pps: 0.0,
+        latency_ns: Latency::default(),
+        latency_kind: "submit-to-learn".into(),
+        mode: "closed-loop".into(),
+        size: usize::from(args.value_bytes),
+        offered_pps: 0.0,
+        rate_pps: None,
+        in_flight: Some(args.in_flight),
+        ns_per_packet: None,
+        duplicates: 0,
+        reordered: 0,
+        warmup_s: args.warmup,
+        extra: serde_json::Map::new(),
+        curve: Vec::new(),
+    }
+}
+
+/// An accept for `n` consecutive instances from `first`, as an NFVinc
+/// message.
+fn accept_frame(ballot: Ballot, first: u64, n: u64, value: &PaxosValue) -> Vec<u8> {
+    let msg = Message::Accept(accept::Repr {
+        ballot,
+        committed: first.saturating_sub(1024),
+        entries: (first..first + n)
+            .map(|instance| vnf_paxos::wire::value::Entry {
+                instance,
+                ballot: Ballot::ZERO,
+                value: value.clone(),
+            })
+            .collect(),
+    });
+    let mut buf = vec![0u8; 64 + msg.payload_len()];
+    let len = msg.emit(0, &mut buf).expect("room for the accept");
+    buf.truncate(len);
+    buf
+}
+
+/// Accepts handled per second by one in-memory acceptor, `per_msg`
+/// instances each, wire parsing and vote emission included.
+fn acceptor_rate(per_msg: u64, duration: Duration, stop: &AtomicBool) -> (u64, Duration, u64) {
+    let cfg = AcceptorConfig {
+        durability: Durability::Memory,
+        retain: 1024,
+        ..AcceptorConfig::default()
+    };
+    let mut acc = Acceptor::new(
+        AcceptorId {
+            slot: 0,
+            incarnation: 1,
+        },
+        cfg,
+    );
+    let ballot = Ballot {
+        round: 1,
+        node: NodeId(1),
+        incarnation: 1,
+    };
+    let value = PaxosValue::batch(vec![Command {
+        client: ClientId(7),
+        seq: 1,
+        payload: Arc::from(&[0xabu8; 16][..]),
+    }]);
+    // One template; its instance numbers are rewritten in place, so the
+    // loop builds nothing but what the acceptor itself does.
+    let mut frame = accept_frame(ballot, 0, per_msg, &value);
+    let hdr = dataplane::wire::nfvinc::HEADER_LEN;
+    let entry_len = (frame.len() - hdr - accept::HEADER_LEN) / per_msg as usize;
+    let mut out = vec![0u8; 65_536];
+    let mut instance = 0u64;
+    let mut msgs = 0u64;
+    let mut votes_out = 0u64;
+    let started = Instant::now();
+    let now = PaxosTime::from_nanos(1);
+    while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+        // Time is read once per 1,024 messages.
+        for _ in 0..1024 {
+            for k in 0..per_msg as usize {
+                let at = hdr + accept::HEADER_LEN + k * entry_len;
+                frame[at..at + 8].copy_from_slice(&(instance + k as u64).to_be_bytes());
+            }
+            let committed = instance.saturating_sub(512);
+            frame[hdr + 8..hdr + 16].copy_from_slice(&committed.to_be_bytes());
+            instance += per_msg;
+            let Ok((_, msg)) = Message::parse_nfv(&frame) else {
+                continue;
+            };
+            acc.handle(now, NodeId(1), msg);
+            while let Some(t) = acc.poll_transmit() {
+                if t.msg.emit(0, &mut out).is_ok() {
+                    votes_out += 1;
+                }
+            }
+            msgs += 1;
+        }
+    }
+    (msgs, started.elapsed(), votes_out)
+}
+
+fn run_mem(args: &PaxosArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
+    let mut run = base_run(args, Backend::Mem);
+    run.latency_kind = "none (acceptor logic alone)".into();
+    run.mode = "max".into();
+    run.in_flight = None;
+    let d = Duration::from_secs_f64(args.duration);
+    let _ = acceptor_rate(1, Duration::from_secs_f64(args.warmup.min(1.0)), stop);
+    let (msgs, elapsed, votes) = acceptor_rate(1, d / 2, stop);
+    let (msgs8, elapsed8, _) = acceptor_rate(8, d / 2, stop);
+    ensure!(
+        votes == msgs,
+        "the acceptor refused accepts: {votes} votes for {msgs}"
+    );
+    let secs = elapsed.as_secs_f64();
+    run.duration_s = secs + elapsed8.as_secs_f64();
+    run.sent = msgs;
+    run.received = votes;
+    run.pps = msgs as f64 / secs;
+    run.offered_pps = run.pps;
+    run.ns_per_packet = Some(secs * 1e9 / msgs.max(1) as f64);
+    run.extra.insert("msgs_per_s".into(), json!(run.pps));
+    run.extra.insert(
+        "msgs_per_s_8_instances".into(),
+        json!(msgs8 as f64 / elapsed8.as_secs_f64()),
+    );
+    run.extra.insert(
+        "instances_per_s_8_instances".into(),
+        json!(8.0 * msgs8 as f64 / elapsed8.as_secs_f64()),
+    );
+    run.extra.insert("agreement_ok".into(), json!(true));
+    Ok(run)
+}
+
+/// Hosts of a run: coordinator 1, acceptors 2.., learners, client last.
+struct Topology {
+    _router: Netns,
+    hosts: Vec<Netns>,
+}
+
+fn host_ip(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 72, k as u8, 2)
+}
+
+impl Topology {
+    fn new(n: usize) -> anyhow::Result<Self> {
+        let router = Netns::new("pxpsw")?;
+        let mut hosts = Vec::new();
+        for k in 1..=n {
+            let h = Netns::new(&format!("pxp{k}"))?;
+            veth(
+                End {
+                    ns: &router,
+                    ifname: &format!("p{k}"),
+                    cidr: &format!("10.72.{k}.1/24"),
+                },
+                End {
+                    ns: &h,
+                    ifname: "eth0",
+                    cidr: &format!("{}/24", host_ip(k)),
+                },
+            )?;
+            h.ip(&["route", "add", "default", "via", &format!("10.72.{k}.1")])?;
+            hosts.push(h);
+        }
+        router.exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
+        Ok(Topology {
+            _router: router,
+            hosts,
+        })
+    }
+}
+
+fn counter(control: &Path, name: &str) -> anyhow::Result<u64> {
+    let c = call(control, &json!({"op": "counters"}))
+        .map_err(|e| anyhow!("{}: {e}", control.display()))?;
+    c[name]
+        .as_u64()
+        .ok_or_else(|| anyhow!("{}: no counter {name} in {c}", control.display()))
+}
+
+fn run_net(args: &PaxosArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result<Run> {
+    let bin = args.vnf_bin().map_err(|e| anyhow!(e))?;
+    dataplane::netns::check_privileges().context("the afxdp and udp backends build namespaces")?;
+    let n_acc = usize::from(args.acceptors);
+    // Hosts: 1 coordinator, acceptors, 2 learners, 1 client.
+    let total = 1 + n_acc + 2 + 1;
+    let topo = Topology::new(total)?;
+    let dir = match &args.log_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("nfvinc-perf-paxos-{}", std::process::id())),
+    }
+    .join(backend.name());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ips =
+        |r: std::ops::Range<usize>| -> Vec<String> { r.map(|k| host_ip(k).to_string()).collect() };
+    let coordinators = ips(1..2).join(",");
+    let acceptors = ips(2..2 + n_acc).join(",");
+    let learners = ips(2 + n_acc..4 + n_acc).join(",");
+    let control = |k: usize| dir.join(format!("h{k}.sock"));
+    let mut vnfs = Vec::new();
+    // Acceptors and learners first, so that the coordinator's first
+    // prepare finds them.
+    for k in (2..4 + n_acc).chain([1]) {
+        let (role, index) = match k {
+            1 => ("coordinator", 0),
+            k if k < 2 + n_acc => ("acceptor", k - 2),
+            k => ("learner", k - 2 - n_acc),
+        };
+        let mut cmd = topo.hosts[k - 1].command(&bin);
+        cmd.args([
+            "--backend",
+            backend.name(),
+            "--iface",
+            "eth0",
+            "--bind",
+            "copy",
+        ])
+        .args(["--role", role, "--index", &index.to_string()])
+        .args(["--coordinators", &coordinators])
+        .args(["--acceptors", &acceptors])
+        .args(["--learners", &learners])
+        .args(["--batch", &args.batch.to_string()])
+        .arg("--control")
+        .arg(control(k))
+        .env("RUST_LOG", "warn");
+        if role == "acceptor" {
+            match args.durability {
+                DurabilityArg::Wal => {
+                    cmd.arg("--wal").arg(dir.join(format!("a{index}.wal")));
+                }
+                DurabilityArg::Memory => {
+                    cmd.args(["--durability", "memory"]);
+                }
+            }
+        }
+        let log = dir.join(format!("{role}{index}.log"));
+        vnfs.push(Vnf::spawn(cmd, &log, Duration::from_secs(10))?);
+    }
+    let addr = |ip: Ipv4Addr| SocketAddrV4::new(ip, vnf_paxos::service::DEFAULT_PORT);
+    let cfg = ConsensusConfig {
+        learners: (2 + n_acc..4 + n_acc).map(|k| addr(host_ip(k))).collect(),
+        retry: Duration::from_millis(200),
+        ..ConsensusConfig::new(
+            vec![addr(host_ip(1))],
+            (2..2 + n_acc).map(|k| addr(host_ip(k))).collect(),
+        )
+    };
+    let handle = topo.hosts[total - 1]
+        .spawn(move || Consensus::connect(cfg))
+        .join()
+        .map_err(|_| anyhow!("client set-up panicked"))??
+        .context("client")?;
+    let me = handle.client_id();
+    let learner_ctl = [control(2 + n_acc), control(3 + n_acc)];
+
+    // Closed loop in one thread: top up to --in-flight submissions, then
+    // take what the client's learner delivered.
+    let in_flight = u64::from(args.in_flight);
+    let mut sent_at = vec![0u64; (in_flight as usize * 4).next_power_of_two()];
+    let mask = sent_at.len() as u64 - 1;
+    let payload = vec![0x5au8; usize::from(args.value_bytes)];
+    let mut hist = new_histogram();
+    let (mut submitted, mut learned) = (0u64, 0u64);
+    let t0 = Instant::now();
+    let warm = Duration::from_secs_f64(args.warmup);
+    let end = warm + Duration::from_secs_f64(args.duration);
+    let mut window: Option<(u64, u64, [u64; 2], Instant)> = None;
+    let mut last_progress = Instant::now();
+    while t0.elapsed() < end && !stop.load(Ordering::Relaxed) {
+        if window.is_none() && t0.elapsed() >= warm {
+            let at = [
+                counter(&learner_ctl[0], "commands")?,
+                counter(&learner_ctl[1], "commands")?,
+            ];
+            window = Some((submitted, learned, at, Instant::now()));
+        }
+        while submitted - learned < in_flight {
+            let seq = handle.submit(&payload)?;
+            sent_at[(seq & mask) as usize] = dataplane::time::monotonic_nanos();
+            submitted += 1;
+        }
+        if let Some(d) = handle.next_delivery(Duration::from_millis(100))? {
+            let now = dataplane::time::monotonic_nanos();
+            for c in d.commands.iter().filter(|c| c.client == me) {
+                learned += 1;
+                if window.is_some() {
+                    let lat = now.saturating_sub(sent_at[(c.seq & mask) as usize]);
+                    let _ = hist.record(lat.max(1));
+                }
+            }
+            last_progress = Instant::now();
+        }
+        if last_progress.elapsed() > Duration::from_secs(5) {
+            bail!(
+                "no value learned for 5 s (see the logs in {})",
+                dir.display()
+            );
+        }
+    }
+    let Some((sub0, learn0, at0, w0)) = window else {
+        bail!("interrupted before the measured window");
+    };
+    let at1 = [
+        counter(&learner_ctl[0], "commands")?,
+        counter(&learner_ctl[1], "commands")?,
+    ];
+    let secs = w0.elapsed().as_secs_f64();
+    drop(handle);
+
+    // Agreement: both learners caught up to the same point, same digest.
+    let mut agreement_ok = false;
+    let mut states = Vec::new();
+    let caught_up = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < caught_up {
+        states = learner_ctl
+            .iter()
+            .map(|c| call(c, &json!({"op": "counters"})))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow!("learner counters: {e}"))?;
+        if states[0]["next_instance"] == states[1]["next_instance"] {
+            agreement_ok = states[0]["digest"] == states[1]["digest"]
+                && states[0]["commands"] == states[1]["commands"];
+            std::thread::sleep(Duration::from_millis(200));
+            let again = call(&learner_ctl[0], &json!({"op": "counters"}))
+                .map_err(|e| anyhow!("learner counters: {e}"))?;
+            if again["next_instance"] == states[0]["next_instance"] {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let coord = call(&control(1), &json!({"op": "counters"})).unwrap_or(Value::Null);
+    drop(vnfs);
+
+    let decided = (0..2).map(|i| at1[i] - at0[i]).min().unwrap_or(0);
+    let mut run = base_run(args, backend);
+    run.duration_s = secs;
+    run.sent = submitted - sub0;
+    run.received = learned - learn0;
+    run.lost = run.sent.saturating_sub(run.received);
+    run.pps = decided as f64 / secs;
+    run.offered_pps = run.sent as f64 / secs;
+    run.latency_ns = Latency::of(&hist);
+    run.curve = crate::report::curve(&hist);
+    let x = &mut run.extra;
+    x.insert("decisions_per_s".into(), json!(decided as f64 / secs));
+    x.insert("agreement_ok".into(), json!(agreement_ok));
+    x.insert("acceptors".into(), json!(args.acceptors));
+    x.insert(
+        "durability".into(),
+        json!(match args.durability {
+            DurabilityArg::Wal => "wal",
+            DurabilityArg::Memory => "memory",
+        }),
+    );
+    x.insert("learners".into(), json!(states));
+    x.insert("coordinator".into(), coord);
+    Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_in_memory_acceptor_votes_for_every_accept() {
+        let stop = AtomicBool::new(false);
+        for per in [1, 8] {
+            let (msgs, _, votes) = acceptor_rate(per, Duration::from_millis(50), &stop);
+            assert!(msgs > 0);
+            assert_eq!(votes, msgs);
+        }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("4000").is_err());
+        assert!(parse_secs("nan").is_err());
+        assert_eq!(parse_secs("2.5"), Ok(2.5));
+        assert!(parse_warmup("61").is_err());
+    }
+}
