@@ -369,10 +369,13 @@ impl Acceptor {
         });
     }
 
-    /// Drops votes far enough below the leader's commit point.
+    /// Drops votes far enough below the leader's commit point, in steps of
+    /// a sixteenth of `retain`: trimming a map on every accept would cost
+    /// more than the accept (keeping a few more decided values is safe).
     fn on_commit_point(&mut self, committed: Instance) {
         let t = committed.saturating_sub(self.cfg.retain);
-        if t > self.trim {
+        let step = (self.cfg.retain / 16).max(1);
+        if t >= self.trim.saturating_add(step) {
             self.trim_to(t);
             self.record(Record::Trim(t));
         }
