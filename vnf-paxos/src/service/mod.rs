@@ -632,3 +632,219 @@ impl Vnf for PaxosService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{reply, request};
+    use crate::{
+        AcceptorConfig, AcceptorId, ClientId, Command, CoordinatorConfig, Durability, LearnerConfig,
+    };
+    use dataplane::io::PacketIo;
+    use dataplane::io::mem::{MemConfig, MemIo};
+    use dataplane::runtime::emit_into;
+    use dataplane::wire::{FrameSpec, write_udp_frame};
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    fn at(a: u8, b: u8) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(10, 0, a, b), DEFAULT_PORT)
+    }
+
+    const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 9, 9), 5000);
+
+    fn frame(from: SocketAddrV4, to: SocketAddrV4, msg: &Message) -> Vec<u8> {
+        let mut payload = vec![0u8; 2048];
+        let n = msg.emit(0, &mut payload).unwrap();
+        let spec = FrameSpec {
+            src_mac: [2; 6],
+            dst_mac: [2; 6],
+            src_ip: *from.ip(),
+            dst_ip: *to.ip(),
+            src_port: from.port(),
+            dst_port: to.port(),
+        };
+        let mut buf = vec![0u8; 2048];
+        let len = write_udp_frame(&mut buf, &spec, &payload[..n]).unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    struct Node {
+        addr: SocketAddrV4,
+        svc: PaxosService,
+        io: MemIo,
+    }
+
+    /// One coordinator, three in-memory acceptors and a learner, each a
+    /// service on its own in-memory backend; frames are routed between
+    /// them by destination address.
+    fn group() -> Vec<Node> {
+        let members = Members {
+            coordinators: vec![at(1, 1)],
+            acceptors: vec![at(2, 1), at(2, 2), at(2, 3)],
+            learners: vec![at(3, 1)],
+        };
+        let now = Time::monotonic_now();
+        let mut nodes = Vec::new();
+        let mut add = |me: NodeId, addr: SocketAddrV4, core: Core| {
+            let peers = Peers::new(me, addr, [1; 6], &members, |_| [2; 6]);
+            nodes.push(Node {
+                addr,
+                svc: PaxosService::new(core, peers, members.clone(), DEFAULT_PORT),
+                io: MemIo::new(MemConfig::default()).unwrap(),
+            });
+        };
+        let mut cfg = CoordinatorConfig::new(coordinator_node(0), 1, vec![coordinator_node(0)]);
+        cfg.election_timeout = Duration::from_millis(5);
+        add(
+            coordinator_node(0),
+            at(1, 1),
+            Core::Coordinator(Box::new(Coordinator::new(cfg, now))),
+        );
+        for slot in 0..3u16 {
+            let cfg = AcceptorConfig {
+                durability: Durability::Memory,
+                ..AcceptorConfig::default()
+            };
+            let a = Acceptor::new(
+                AcceptorId {
+                    slot,
+                    incarnation: 1,
+                },
+                cfg,
+            );
+            add(
+                acceptor_node(slot),
+                at(2, slot as u8 + 1),
+                Core::Acceptor(Box::new(AcceptorRole::new(a, None))),
+            );
+        }
+        let l = Learner::new(LearnerConfig::default());
+        add(
+            learner_node(0),
+            at(3, 1),
+            Core::Learner(Box::new(LearnerRole::new(l))),
+        );
+        nodes
+    }
+
+    /// Runs every node once; returns the frames addressed to the client.
+    fn step(nodes: &mut [Node]) -> Vec<Vec<u8>> {
+        let mut wire = Vec::new();
+        for n in nodes.iter_mut() {
+            let now = Instant::now();
+            let mut b = n.io.new_batch();
+            if n.io.recv(&mut b).unwrap() > 0 {
+                n.svc.process(now, &mut b);
+                n.io.send(&mut b).unwrap();
+            }
+            if n.svc.next_wakeup().is_some_and(|t| t <= now) {
+                let mut out = n.io.new_batch();
+                emit_into(&mut n.io, &mut out, now, &mut n.svc);
+                while !out.is_empty() {
+                    n.io.send(&mut out).unwrap();
+                }
+            }
+            n.io.drain_sent(|f| wire.push(f.to_vec()));
+        }
+        let mut to_client = Vec::new();
+        for f in wire {
+            let dst = UdpFrame::parse(&f[..]).unwrap().dst();
+            match nodes.iter_mut().find(|n| n.addr == dst) {
+                Some(n) => n.io.inject(&f).unwrap(),
+                None if dst == CLIENT => to_client.push(f),
+                None => panic!("frame to an unknown address {dst}"),
+            }
+        }
+        to_client
+    }
+
+    #[test]
+    fn a_group_on_the_in_memory_backend_decides_and_answers_the_client() {
+        let mut nodes = group();
+        let request = Message::Request(request::Repr {
+            command: Command {
+                client: ClientId(42),
+                seq: 1,
+                payload: Arc::from(&b"set x"[..]),
+            },
+        });
+        let req = frame(CLIENT, at(1, 1), &request);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut next_try = Instant::now();
+        let mut decided = None;
+        while decided.is_none() {
+            assert!(Instant::now() < deadline, "no decision within 5 s");
+            if Instant::now() >= next_try {
+                // Retried like a client would, until the leader is elected.
+                nodes[0].io.inject(&req).unwrap();
+                next_try = Instant::now() + Duration::from_millis(20);
+            }
+            for f in step(&mut nodes) {
+                let f = UdpFrame::parse(&f[..]).unwrap();
+                if let Ok((_, Message::Reply(r))) = Message::parse_nfv(f.payload())
+                    && let reply::Status::Decided(i) = r.status
+                {
+                    assert_eq!((r.client, r.seq), (ClientId(42), 1));
+                    decided = Some(i);
+                }
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // The learner delivers it once, however often it was sent.
+        let t = Instant::now();
+        loop {
+            step(&mut nodes);
+            let Core::Learner(l) = &nodes[4].svc.core else {
+                unreachable!()
+            };
+            if l.commands > 0 {
+                assert_eq!(l.log, vec![(decided.unwrap(), 42, 1)]);
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(2), "learner got nothing");
+        }
+        let c = nodes[0].svc.counters();
+        assert!(
+            c.tx_frames > 0 && c.malformed == 0 && c.unroutable == 0,
+            "{c:?}"
+        );
+        for n in &mut nodes {
+            n.io.drain_sent(|_| {});
+        }
+    }
+
+    #[test]
+    fn frames_that_are_not_consensus_messages_are_counted_and_dropped() {
+        let mut nodes = group();
+        let mut junk = frame(CLIENT, at(2, 1), &request_for_test());
+        let payload_at = dataplane::wire::UDP_PAYLOAD_OFFSET;
+        junk[payload_at + 3] = 99; // an unknown service
+        dataplane::wire::finish_udp_checksum(&mut junk).unwrap();
+        nodes[1].io.inject(&junk).unwrap();
+        nodes[1].io.inject(&[0u8; 20]).unwrap();
+        step(&mut nodes);
+        assert_eq!(nodes[1].svc.counters().malformed, 2);
+        assert_eq!(nodes[1].svc.counters().rx_messages, 0);
+    }
+
+    fn request_for_test() -> Message {
+        Message::Request(request::Repr {
+            command: Command {
+                client: ClientId(1),
+                seq: 1,
+                payload: Arc::from(&b"x"[..]),
+            },
+        })
+    }
+
+    #[test]
+    fn clock_round_trips() {
+        let c = Clock::new();
+        let now = Instant::now();
+        let t = c.time(now);
+        let back = c.instant(t);
+        assert!(back <= now && now - back < Duration::from_micros(1));
+    }
+}
