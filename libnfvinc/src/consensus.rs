@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -231,6 +232,30 @@ fn random_u64() -> u64 {
 }
 
 const BUF: usize = 65_536;
+/// Datagrams taken per lock of the state.
+const DRAIN: usize = 64;
+
+/// Waits until `fd` is readable or `timeout` passes.
+fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: one valid pollfd and a valid timespec; no signal mask.
+    let r = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
 
 impl Consensus {
     /// Opens a handle: binds its socket and starts its thread.
@@ -245,6 +270,8 @@ impl Consensus {
             return Err(ConsensusError::Config("at most 64 acceptors"));
         }
         let socket = UdpSocket::bind(cfg.bind)?;
+        // The thread drains it without blocking and sleeps in ppoll.
+        socket.set_nonblocking(true)?;
         let id = ClientId(random_u64());
         let nodes = (0..cfg.coordinators.len()).map(coordinator_node).collect();
         let mut ccfg = ClientConfig::new(nodes);
@@ -416,48 +443,59 @@ fn run(shared: &Shared) {
         }
         shared.changed.notify_all();
     };
+    let fd = shared.socket.as_raw_fd();
+    let mut idle = true;
     while !shared.stop.load(Ordering::Relaxed) {
-        // Sleep in the socket until the earliest timer, at most 10 ms so
-        // that a stop is noticed.
-        let wait = {
-            let Ok(st) = shared.state.lock() else { return };
-            let now = Time::monotonic_now();
-            let mut due = st.client.poll_timeout().unwrap_or(Time::MAX);
-            if let Some(l) = &st.learner {
-                due = due.min(l.poll_timeout().unwrap_or(Time::MAX));
+        if idle {
+            // Sleep in the socket until the earliest timer, at most 10 ms
+            // so that a stop is noticed.
+            let wait = {
+                let Ok(st) = shared.state.lock() else { return };
+                let now = Time::monotonic_now();
+                let mut due = st.client.poll_timeout().unwrap_or(Time::MAX);
+                if let Some(l) = &st.learner {
+                    due = due.min(l.poll_timeout().unwrap_or(Time::MAX));
+                }
+                due.saturating_duration_since(now)
+                    .min(Duration::from_millis(10))
+                    .max(Duration::from_micros(50))
+            };
+            if let Err(e) = wait_readable(fd, wait) {
+                return fail(e);
             }
-            due.saturating_duration_since(now)
-                .min(Duration::from_millis(10))
-                .max(Duration::from_micros(100))
-        };
-        if let Err(e) = shared.socket.set_read_timeout(Some(wait)) {
-            return fail(e);
         }
-        let got = match shared.socket.recv_from(&mut buf) {
-            Ok((n, SocketAddr::V4(from))) => Some((n, from)),
-            Ok(_) => None,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                        | io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                None
-            }
-            Err(e) => return fail(e),
-        };
         let Ok(mut st) = shared.state.lock() else {
             return;
         };
         let now = Time::monotonic_now();
         let mut woke = false;
-        if let Some((n, from)) = got
-            && let Some(node) = shared.book.node_of(from)
-            && let Ok((_, msg)) = Message::parse_nfv(&buf[..n])
-        {
+        // Everything queued, up to a bound, under one lock.
+        idle = true;
+        for _ in 0..DRAIN {
+            let (n, from) = match shared.socket.recv_from(&mut buf) {
+                Ok((n, SocketAddr::V4(from))) => (n, from),
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    drop(st);
+                    return fail(e);
+                }
+            };
+            idle = false;
+            let Some(node) = shared.book.node_of(from) else {
+                continue;
+            };
+            let Ok((_, msg)) = Message::parse_nfv(&buf[..n]) else {
+                continue;
+            };
             match msg {
                 Message::Reply(_) => st.client.handle(now, node, msg),
                 other => {

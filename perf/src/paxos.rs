@@ -81,6 +81,15 @@ pub struct PaxosArgs {
     /// Coordinator: most client values per instance (1: no batching).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Coordinator: most instances in flight. Values queue at the leader
+    /// while the window is full, which is what makes batches grow.
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
+    /// Empty polls before a VNF sleeps in its socket (`vnf-paxos
+    /// --spins`): the roles share this host's cores, so spinning ones take
+    /// them from the others.
+    #[arg(long, default_value_t = 256)]
+    pub spins: u32,
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, ValueEnum};
 use dataplane::control::ControlSocket;
 use dataplane::launch::{self, Backend, DataplaneArgs, Endpoint};
-use dataplane::runtime::Shutdown;
+use dataplane::runtime::{PollPolicy, Shutdown};
 use vnf_paxos::service::{
     AcceptorRole, Core, DEFAULT_PORT, LearnerRole, Members, PaxosService, Peers, acceptor_node,
     coordinator_node, iface_mac, learner_node, resolve,
@@ -103,6 +103,11 @@ struct Args {
     /// leader, deliveries).
     #[arg(long)]
     control: Option<PathBuf>,
+    /// Empty polls before a worker on adaptive polling sleeps in the
+    /// socket (default: the dataplane's). Fewer suits hosts where several
+    /// roles share a core: a spinning role takes the core from the others.
+    #[arg(long)]
+    spins: Option<u32>,
     /// Coordinators: most instances in flight.
     #[arg(long, default_value_t = 256)]
     window: usize,
@@ -148,7 +153,10 @@ fn clock_incarnation() -> u32 {
     (d.as_millis() / 100) as u32
 }
 
-fn run(args: Args) -> Result<()> {
+fn run(mut args: Args) -> Result<()> {
+    if let (Some(n), PollPolicy::Adaptive { spins, .. }) = (args.spins, &mut args.dataplane.poll) {
+        *spins = n;
+    }
     let stop = Shutdown::on_signals().context("installing signal handlers")?;
     ensure!(
         args.dataplane.queues == 1,
