@@ -12,7 +12,7 @@
 //! frame per destination ([`Dest`] fans out through the [`Peers`] address
 //! book), so the shell allocates nothing per packet. Timers are the core's
 //! `poll_timeout`, turned into the worker's wake-up; the control socket is
-//! answered on a one-millisecond housekeeping tick.
+//! answered on a five-millisecond housekeeping tick.
 //!
 //! Control operations (JSON lines, see [`dataplane::control`]):
 //!
@@ -47,8 +47,11 @@ use crate::{Acceptor, Ballot, Coordinator, Dest, Learner, NodeId, Time};
 
 /// The default UDP port of every consensus process.
 pub const DEFAULT_PORT: u16 = 7400;
-/// How often the control socket is read.
-pub const HOUSEKEEPING: Duration = Duration::from_millis(1);
+/// How often the control socket is read. Not much more often: the worker
+/// sleeps in its socket until its next wake-up, and a wake-up always less
+/// than a millisecond away would keep it polling (several roles sharing a
+/// core then take turns at spinning, and packets wait for the scheduler).
+pub const HOUSEKEEPING: Duration = Duration::from_millis(5);
 /// Delivered commands a learner keeps for the `deliveries` operation.
 pub const DELIVERY_LOG: usize = 1 << 21;
 /// The largest NFVinc message the shell writes (a UDP payload).
