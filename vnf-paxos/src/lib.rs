@@ -163,6 +163,31 @@
 //! * The write-ahead log is never compacted; it grows with every vote.
 //! * Membership is fixed to the slot count; only identities change.
 //!
+//! # Running the service
+//!
+//! The `vnf-paxos` binary runs one role per process on the dataplane
+//! (AF_XDP by default, `--backend udp` for kernel sockets), through the
+//! shell in [`service`]: every process of a group gets the same member
+//! lists and its own `--role` and `--index`:
+//!
+//! ```text
+//! vnf-paxos --role acceptor --index 0 --wal /var/lib/nfvinc/a0.wal \
+//!     --coordinators 10.0.0.1,10.0.0.2 --acceptors 10.0.1.1,10.0.1.2,10.0.1.3 \
+//!     --learners 10.0.2.1 --control /run/nfvinc/a0.sock
+//! ```
+//!
+//! Coordinators are ranked by their position in `--coordinators` (the
+//! first live one leads, the next takes over when its heartbeats stop); an
+//! in-memory acceptor that lost its state comes back with
+//! `--durability memory --join`. The control socket answers `health`,
+//! `counters`, `membership`, `leader` (leader, ballot) and, on learners,
+//! `deliveries`. Applications use libnfvinc's `Consensus` handle, which
+//! submits values and, by sending fetches (which the VNFs take as a
+//! one-second subscription), also receives the votes and heartbeats a
+//! learner needs. `tests/paxos_net.rs` runs a group on network namespaces
+//! through failures; `tests/kv_linearizability.rs` checks a replicated
+//! key-value store built on it; `nfvinc-perf paxos` measures it.
+//!
 //! # Message formats
 //!
 //! Every message is the payload of an NFVinc message (after the 32-byte
