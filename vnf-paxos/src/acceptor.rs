@@ -296,20 +296,21 @@ impl Acceptor {
             return self.nack(from, a.ballot);
         }
         self.promise_ballot(a.ballot);
-        let mut voted = Vec::with_capacity(a.entries.len());
-        for e in a.entries {
-            if e.instance < self.trim {
-                continue;
-            }
+        // The vote carries the accept's own entries: no second list.
+        let mut voted = a.entries;
+        let trim = self.trim;
+        voted.retain(|e| e.instance >= trim);
+        for e in &voted {
             self.counters.votes += 1;
-            self.record(Record::Accept {
-                instance: e.instance,
-                ballot: a.ballot,
-                value: e.value.clone(),
-            });
+            if self.durable() {
+                self.open.push(Record::Accept {
+                    instance: e.instance,
+                    ballot: a.ballot,
+                    value: e.value.clone(),
+                });
+            }
             self.accepted
                 .insert(e.instance, (a.ballot, e.value.clone()));
-            voted.push(e);
         }
         if !voted.is_empty() {
             self.send(Transmit {
