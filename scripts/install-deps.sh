@@ -24,6 +24,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Schemathesis (control/tests/schemathesis.rs fuzzes the REST API with it),
+# pinned, in a virtual environment of its own so that it neither needs nor
+# disturbs the system's Python packages. The test looks for it there.
+schemathesis_version=4.32.5
+schemathesis_venv=/opt/nfvinc-tools/schemathesis
+if ! "$schemathesis_venv/bin/st" --version 2>/dev/null | grep -qF "$schemathesis_version"; then
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    echo "install-deps: installing python3-venv"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+  fi
+  echo "install-deps: installing schemathesis $schemathesis_version in $schemathesis_venv"
+  python3 -m venv "$schemathesis_venv"
+  "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
+fi
+
 if ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf
 fi

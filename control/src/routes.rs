@@ -598,6 +598,90 @@ impl Modify for BearerScheme {
     }
 }
 
+/// Documents the error answers every handler shares, which the per-handler
+/// annotations leave out: the problem documents of the extractors (a
+/// malformed, oversized or non-JSON body; a missing or expired token; a
+/// path parameter that is not UTF-8) and of restarting a VNF. It also
+/// gives every error answer its real media type, `application/problem+json`.
+struct ProblemResponses;
+
+impl ProblemResponses {
+    fn problem(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+        utoipa::openapi::ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name(
+                    "Problem",
+                ))),
+            )
+            .into()
+    }
+
+    fn operation(path: &str, method: &str, op: &mut utoipa::openapi::path::Operation) {
+        let mut add: Vec<(&str, &str)> = Vec::new();
+        if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+            add.push(("401", "No bearer token, or an expired or unknown one"));
+        }
+        if path.contains('{') {
+            add.push(("400", "A path parameter is malformed"));
+        }
+        if op.request_body.is_some() {
+            add.extend([
+                ("400", "The body is not JSON"),
+                ("413", "The body is larger than max_body_bytes"),
+                ("415", "The body is not application/json"),
+                ("422", "The body is JSON of the wrong shape"),
+            ]);
+        }
+        // Lifecycle changes restart VNFs: another restart may be under way,
+        // and the VNF may fail to come back.
+        let restarts = path.starts_with("/v1/instances/{id}")
+            && matches!(method, "patch" | "put" | "post")
+            && !path.contains("/ops/");
+        if restarts {
+            add.extend([
+                ("409", "The instance is being restarted"),
+                ("502", "The VNF failed to restart"),
+                ("503", "The VNF is unavailable"),
+            ]);
+        }
+        let responses = &mut op.responses.responses;
+        for (code, description) in add {
+            responses
+                .entry(code.to_owned())
+                .or_insert_with(|| Self::problem(description));
+        }
+        for (code, resp) in responses.iter_mut() {
+            let is_error = code.starts_with('4') || code.starts_with('5');
+            let description = match &*resp {
+                utoipa::openapi::RefOr::T(r) if is_error => r.description.clone(),
+                _ => continue,
+            };
+            *resp = Self::problem(&description);
+        }
+    }
+}
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ];
+            for (method, op) in ops {
+                if let Some(op) = op {
+                    Self::operation(path, method, op);
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI document, generated from the handlers above.
 #[derive(OpenApi)]
 #[openapi(
@@ -608,6 +692,6 @@ impl Modify for BearerScheme {
     components(schemas(Problem, Catalog, Limits, Service, SessionRequest, SessionResponse,
                        InstanceList, InstanceView, Created, CreateInstance, ScaleRequest, Reconfigure,
                        OpResult, RequestStatus, InstanceMetrics)),
-    modifiers(&BearerScheme)
+    modifiers(&BearerScheme, &ProblemResponses)
 )]
 pub struct ApiDoc;
