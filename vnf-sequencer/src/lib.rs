@@ -261,6 +261,7 @@ mod ring;
 mod sender;
 mod seqset;
 mod sequencer;
+pub mod service;
 mod time;
 pub mod wire;
 
