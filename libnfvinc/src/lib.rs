@@ -1,5 +1,7 @@
 //! Client library for NFVinc applications.
 //!
+//! * [`broadcast`]: the sequencer service: a member of a group that
+//!   sends in any of the four broadcast modes and receives in order.
 //! * [`fd`]: the failure detector's direct channel: a heartbeat sender
 //!   that keeps its period, requests, and pushed state changes.
 //! * [`consensus`]: the consensus service: submit values (retried, decided
@@ -8,6 +10,7 @@
 //!   with.
 //! * [`rest`]: the netServices REST API.
 
+pub mod broadcast;
 pub mod consensus;
 pub mod direct;
 pub mod fd;

@@ -1,0 +1,481 @@
+//! The broadcast service from the application's side: a member of a group
+//! that sends messages in any of the four modes and receives the group's
+//! messages in each mode's order.
+//!
+//! [`Broadcast`] drives the service's own member core
+//! ([`vnf_sequencer::Member`]) over one kernel UDP socket (the direct
+//! channel). [`Broadcast::send`] hands the message to the core and sends it
+//! to the sequencer at once, from the caller's thread; the core keeps it
+//! and retransmits it until this member has delivered it itself (so a
+//! message survives the loss of its frame and a change of sequencer).
+//! Sends block, up to a timeout, while 64 of the member's messages are not
+//! yet delivered back to it: that is the service's back-pressure.
+//!
+//! A background thread receives (draining up to 64 datagrams per lock,
+//! then sleeping in `ppoll` until the socket is readable or the core's
+//! next timer), runs the timers (retransmissions, NACKs after a gap, epoch
+//! reports), answers peers' repair requests, and queues deliveries for
+//! [`Broadcast::recv`]. Deliveries are queued in order, each with its
+//! global sequence number; past [`MAX_QUEUED`] undelivered ones the oldest
+//! are dropped and counted ([`Broadcast::lagged`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use dataplane::time::Time;
+use vnf_sequencer::{
+    Dest, Event, Member, MemberConfig, MemberCounters, Mode, ProcessId, SendError, Transmit,
+};
+
+/// Deliveries queued for the application before the oldest are dropped.
+pub const MAX_QUEUED: usize = 1 << 20;
+/// Datagrams taken per lock of the state.
+const DRAIN: usize = 64;
+/// Largest datagram received.
+const BUF: usize = 2048;
+/// Longest sleep of the background thread with no timer due.
+const IDLE: Duration = Duration::from_millis(10);
+
+/// Why a broadcast call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BroadcastError {
+    /// The socket failed.
+    #[error("broadcast channel: {0}")]
+    Io(#[from] io::Error),
+    /// The member's send window stayed full for the whole timeout.
+    #[error("send window full for {0:?}: earlier messages are not delivered yet")]
+    WindowFull(Duration),
+    /// The payload does not fit a frame.
+    #[error("payload of {len} bytes, at most {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The largest allowed.
+        max: usize,
+    },
+    /// The configuration cannot work.
+    #[error("broadcast configuration: {0}")]
+    Config(&'static str),
+    /// The handle's thread stopped.
+    #[error("the broadcast handle is closed")]
+    Closed,
+}
+
+/// Where the group is, and who this member is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastConfig {
+    /// The member core's settings: its id, the group, window and timers.
+    pub member: MemberConfig,
+    /// The sequencer's address (a replacement serves on the same one).
+    pub sequencer: SocketAddrV4,
+    /// The sequencer's process id (`vnf-sequencer --id`).
+    pub sequencer_id: ProcessId,
+    /// The epoch the group is in when this member joins (1 for a new
+    /// group).
+    pub epoch: u32,
+    /// The other members, asked for messages the sequencer no longer
+    /// holds (may be empty).
+    pub peers: Vec<(ProcessId, SocketAddrV4)>,
+    /// Local address to bind; the sequencer must know it as this member's.
+    pub bind: SocketAddrV4,
+}
+
+impl BroadcastConfig {
+    /// Member `id` of `group`, whose sequencer (id 0) is at `sequencer`,
+    /// bound to `bind`, with the core's defaults.
+    pub fn new(id: ProcessId, group: u64, sequencer: SocketAddrV4, bind: SocketAddrV4) -> Self {
+        BroadcastConfig {
+            member: MemberConfig::new(id, group),
+            sequencer,
+            sequencer_id: ProcessId(0),
+            epoch: 1,
+            peers: Vec::new(),
+            bind,
+        }
+    }
+}
+
+/// What the group delivers to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A message, in its mode's order.
+    Message(Message),
+    /// Messages `[first, end)` could be recovered from nobody: catch up by
+    /// state transfer from a peer; delivery goes on after them.
+    Lost {
+        /// First global sequence number lost.
+        first: u64,
+        /// One past the last.
+        end: u64,
+    },
+}
+
+/// One delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its global sequence number (the same at every member).
+    pub seq: u64,
+    /// Who sent it.
+    pub sender: ProcessId,
+    /// The sender's own number for it (from 1).
+    pub sender_seq: u64,
+    /// The mode it was sent in.
+    pub mode: Mode,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+struct State {
+    member: Member,
+    queue: VecDeque<Received>,
+    lagged: u64,
+    buf: Vec<u8>,
+    error: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    socket: UdpSocket,
+    sequencer: SocketAddrV4,
+    peers: HashMap<ProcessId, SocketAddrV4>,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    /// Sends everything the core has to send.
+    fn flush(&self, st: &mut State) {
+        let now = Time::monotonic_now();
+        let State { member, buf, .. } = st;
+        while let Some(Transmit { dest, len }) = member.poll_transmit(now, buf) {
+            let to = match dest {
+                Dest::Process(p) => self.peers.get(&p).copied().unwrap_or(self.sequencer),
+                // Members never address the group; the sequencer does.
+                Dest::Group => self.sequencer,
+            };
+            // Unreachable peers (ICMP errors) are what retries are for.
+            let _ = self.socket.send_to(&buf[..len], to);
+        }
+    }
+}
+
+/// Moves the core's events into the queue; true when there were any.
+fn drain_events(st: &mut State) -> bool {
+    let mut any = false;
+    while let Some(e) = st.member.poll_event() {
+        any = true;
+        let r = match e {
+            Event::Deliver(d) => Received::Message(Message {
+                seq: d.seq,
+                sender: d.sender,
+                sender_seq: d.sender_seq,
+                mode: d.mode,
+                payload: d.payload.to_vec(),
+            }),
+            Event::Lost { first, end } => Received::Lost { first, end },
+        };
+        if st.queue.len() >= MAX_QUEUED {
+            st.queue.pop_front();
+            st.lagged += 1;
+        }
+        st.queue.push_back(r);
+    }
+    any
+}
+
+/// A member of a broadcast group (see the module docs).
+pub struct Broadcast {
+    shared: Arc<Shared>,
+    id: ProcessId,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Broadcast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broadcast")
+            .field("member", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Waits until `fd` is readable or `timeout` passes.
+fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: one valid pollfd and a valid timespec; no signal mask.
+    let r = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Asks for a larger receive buffer: a burst of group frames must not
+/// overflow the socket while the thread waits for the lock. Best effort.
+fn grow_rcvbuf(socket: &UdpSocket, bytes: libc::c_int) {
+    // SAFETY: a valid socket and a c_int option value of the right size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+impl Broadcast {
+    /// Joins the group: binds the socket and starts the thread.
+    pub fn join(cfg: BroadcastConfig) -> Result<Self, BroadcastError> {
+        if cfg.sequencer.ip().is_unspecified() {
+            return Err(BroadcastError::Config("no sequencer address"));
+        }
+        if cfg.member.id == cfg.sequencer_id {
+            return Err(BroadcastError::Config("the member's id is the sequencer's"));
+        }
+        let socket = UdpSocket::bind(cfg.bind)?;
+        socket.set_nonblocking(true)?;
+        grow_rcvbuf(&socket, 8 << 20);
+        let peer_ids: Vec<ProcessId> = cfg.peers.iter().map(|p| p.0).collect();
+        let member = Member::new(cfg.member, cfg.sequencer_id, cfg.epoch, &peer_ids);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                member,
+                queue: VecDeque::new(),
+                lagged: 0,
+                buf: vec![0; cfg.member.max_frame.max(64)],
+                error: None,
+            }),
+            changed: Condvar::new(),
+            socket,
+            sequencer: cfg.sequencer,
+            peers: cfg.peers.iter().copied().collect(),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("nfvinc-broadcast".into())
+            .spawn(move || run(&s))?;
+        Ok(Broadcast {
+            shared,
+            id: cfg.member.id,
+            thread: Some(thread),
+        })
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> ProcessId {
+        self.id
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.shared.socket.local_addr()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, BroadcastError> {
+        let st = self
+            .shared
+            .state
+            .lock()
+            .map_err(|_| BroadcastError::Closed)?;
+        if st.error.is_some() {
+            return Err(BroadcastError::Closed);
+        }
+        Ok(st)
+    }
+
+    /// Broadcasts `payload` in `mode`, waiting up to `timeout` while the
+    /// send window is full; returns the message's sender sequence number.
+    pub fn send(
+        &self,
+        mode: Mode,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<u64, BroadcastError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock()?;
+        loop {
+            match st.member.send(mode, payload) {
+                Ok(q) => {
+                    self.shared.flush(&mut st);
+                    return Ok(q);
+                }
+                Err(SendError::TooLarge { len, max }) => {
+                    return Err(BroadcastError::TooLarge { len, max });
+                }
+                Err(SendError::WindowFull) => {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        return Err(BroadcastError::WindowFull(timeout));
+                    };
+                    st = self
+                        .shared
+                        .changed
+                        .wait_timeout(st, left)
+                        .map_err(|_| BroadcastError::Closed)?
+                        .0;
+                    if st.error.is_some() {
+                        return Err(BroadcastError::Closed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next delivery, waiting up to `timeout`; `None` when none came.
+    pub fn recv(&self, timeout: Duration) -> Result<Option<Received>, BroadcastError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock()?;
+        loop {
+            if let Some(r) = st.queue.pop_front() {
+                return Ok(Some(r));
+            }
+            if st.error.is_some() {
+                return Err(BroadcastError::Closed);
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Ok(None);
+            };
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, left)
+                .map_err(|_| BroadcastError::Closed)?
+                .0;
+        }
+    }
+
+    /// Every delivery queued now, without waiting (appended to `out`);
+    /// returns how many.
+    pub fn recv_all(&self, out: &mut Vec<Received>) -> Result<usize, BroadcastError> {
+        let mut st = self.lock()?;
+        let n = st.queue.len();
+        out.extend(st.queue.drain(..));
+        Ok(n)
+    }
+
+    /// Own messages not yet delivered back to this member.
+    pub fn outstanding(&self) -> usize {
+        self.shared
+            .state
+            .lock()
+            .map_or(0, |st| st.member.outstanding())
+    }
+
+    /// Every global sequence number below this is delivered.
+    pub fn next_seq(&self) -> u64 {
+        self.shared
+            .state
+            .lock()
+            .map_or(0, |st| st.member.next_seq())
+    }
+
+    /// The epoch the member is in.
+    pub fn epoch(&self) -> u32 {
+        self.shared.state.lock().map_or(0, |st| st.member.epoch())
+    }
+
+    /// The member core's counters.
+    pub fn counters(&self) -> MemberCounters {
+        self.shared
+            .state
+            .lock()
+            .map_or(MemberCounters::default(), |st| st.member.counters())
+    }
+
+    /// Deliveries dropped because the application did not take them.
+    pub fn lagged(&self) -> u64 {
+        self.shared.state.lock().map_or(0, |st| st.lagged)
+    }
+
+    /// The largest payload [`Broadcast::send`] takes.
+    pub fn max_payload(&self) -> usize {
+        self.shared
+            .state
+            .lock()
+            .map_or(0, |st| st.member.max_payload())
+    }
+}
+
+impl Drop for Broadcast {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The background thread: receive, run timers, send, queue deliveries.
+fn run(shared: &Shared) {
+    let mut bufs: Vec<Vec<u8>> = (0..DRAIN).map(|_| vec![0u8; BUF]).collect();
+    let mut lens = [0usize; DRAIN];
+    let fd = shared.socket.as_raw_fd();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let wait = {
+            let Ok(st) = shared.state.lock() else { return };
+            st.member.poll_timeout().map_or(IDLE, |t| {
+                Duration::from_nanos(
+                    t.as_nanos()
+                        .saturating_sub(Time::monotonic_now().as_nanos()),
+                )
+                .min(IDLE)
+            })
+        };
+        if !wait.is_zero()
+            && let Err(e) = wait_readable(fd, wait)
+        {
+            if let Ok(mut st) = shared.state.lock() {
+                st.error = Some(e.to_string());
+            }
+            shared.changed.notify_all();
+            return;
+        }
+        let mut n = 0;
+        while n < DRAIN {
+            match shared.socket.recv_from(&mut bufs[n]) {
+                Ok((len, _)) => {
+                    lens[n] = len;
+                    n += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP errors from a peer or a sequencer that is down.
+                Err(_) => break,
+            }
+        }
+        let Ok(mut st) = shared.state.lock() else {
+            return;
+        };
+        let now = Time::monotonic_now();
+        for (b, &len) in bufs.iter().zip(&lens[..n]) {
+            // Malformed datagrams change nothing.
+            let _ = st.member.handle(now, &b[..len]);
+        }
+        if st.member.poll_timeout().is_some_and(|t| t <= now) {
+            st.member.handle_timeout(now);
+        }
+        let delivered = drain_events(&mut st);
+        shared.flush(&mut st);
+        drop(st);
+        if delivered || n > 0 {
+            shared.changed.notify_all();
+        }
+    }
+}
