@@ -1,5 +1,7 @@
 //! `nfvinc`: the NFV-SI daemon and its administration commands.
 
+mod cli;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -19,6 +21,11 @@ use control::{auth, server};
 /// Settings come from the TOML file given with --config (every field has a
 /// default; `nfvinc config` prints them all), and the flags of `serve`
 /// override the file. Users and API keys are created with `nfvinc user`.
+///
+/// The client commands (services, connect, instances, metrics, scale, heal,
+/// remove, events, op, request) talk to a running daemon at --url with
+/// --api-key (or NFVINC_URL and NFVINC_API_KEY). `nfvinc demo` starts a
+/// daemon and shows every service at work through the example applications.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -28,6 +35,8 @@ struct Cli {
     /// Data directory (database, control sockets, VNF logs); overrides the file.
     #[arg(long, global = true, env = "NFVINC_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    client: cli::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +50,12 @@ enum Command {
     User(UserCommand),
     /// Print the configuration in force (defaults, file, flags) as TOML.
     Config,
+    /// Start a daemon (or --attach to one), run the example applications
+    /// against it and show each service working; exits non-zero if one
+    /// misbehaves.
+    Demo(cli::demo::DemoArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,6 +159,11 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Client(cmd) => return cli::run(&cli.client, cmd),
+        Command::Demo(args) => return cli::demo::run(&cli.client, args),
+        _ => {}
+    }
     let mut config = load(&cli)?;
     match &cli.command {
         Command::Serve(args) => {
@@ -176,5 +196,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.to_toml());
             Ok(())
         }
+        Command::Client(_) | Command::Demo(_) => unreachable!("handled above"),
     }
 }
