@@ -131,8 +131,13 @@ pub struct Message {
     pub payload: Vec<u8>,
 }
 
+/// A function the background thread hands every event to, instead of
+/// queueing it (see [`Broadcast::join_with`]).
+pub type Handler = Box<dyn FnMut(Event<'_>) + Send>;
+
 struct State {
     member: Member,
+    handler: Option<Handler>,
     queue: VecDeque<Received>,
     lagged: u64,
     buf: Vec<u8>,
@@ -168,6 +173,16 @@ impl Shared {
 /// Moves the core's events into the queue; true when there were any.
 fn drain_events(st: &mut State) -> bool {
     let mut any = false;
+    let State {
+        member, handler, ..
+    } = st;
+    if let Some(h) = handler {
+        while let Some(e) = member.poll_event() {
+            any = true;
+            h(e);
+        }
+        return any;
+    }
     while let Some(e) = st.member.poll_event() {
         any = true;
         let r = match e {
@@ -242,8 +257,24 @@ fn grow_rcvbuf(socket: &UdpSocket, bytes: libc::c_int) {
 }
 
 impl Broadcast {
-    /// Joins the group: binds the socket and starts the thread.
+    /// Joins the group: binds the socket and starts the thread; deliveries
+    /// are queued for [`Broadcast::recv`].
     pub fn join(cfg: BroadcastConfig) -> Result<Self, BroadcastError> {
+        Self::start(cfg, None)
+    }
+
+    /// Joins the group with every delivery (and loss) handed to `handler`
+    /// on the background thread, payload lent from the member's ring:
+    /// nothing is copied or queued, for applications that keep up with the
+    /// group at full rate. [`Broadcast::recv`] then stays empty.
+    pub fn join_with(
+        cfg: BroadcastConfig,
+        handler: impl FnMut(Event<'_>) + Send + 'static,
+    ) -> Result<Self, BroadcastError> {
+        Self::start(cfg, Some(Box::new(handler)))
+    }
+
+    fn start(cfg: BroadcastConfig, handler: Option<Handler>) -> Result<Self, BroadcastError> {
         if cfg.sequencer.ip().is_unspecified() {
             return Err(BroadcastError::Config("no sequencer address"));
         }
@@ -258,6 +289,7 @@ impl Broadcast {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 member,
+                handler,
                 queue: VecDeque::new(),
                 lagged: 0,
                 buf: vec![0; cfg.member.max_frame.max(64)],

@@ -9,6 +9,7 @@
 //! * [`seq`]: loss, duplicate and reordering accounting by sequence number.
 //! * [`mem_bench`]: the in-memory scenario (the VNF's logic alone).
 //! * [`paxos`]: the consensus scenario.
+//! * [`sequencer`]: the broadcast scenario.
 //! * [`vnf`]: the VNF under test as a child process.
 //! * [`report`]: the JSON report, percentiles and the comparison table.
 //! * [`plot`]: the SVG latency plot.
@@ -27,5 +28,6 @@ pub mod progress;
 pub mod report;
 pub mod sched;
 pub mod seq;
+pub mod sequencer;
 pub mod vnf;
 pub mod xsk;

@@ -41,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Echo(args) => run_echo(&args),
         Command::Paxos(args) => run_paxos(&args),
+        Command::Sequencer(args) => perf::sequencer::main(&args),
     }
 }
 

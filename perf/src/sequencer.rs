@@ -1,0 +1,634 @@
+//! The broadcast scenario: `nfvinc-perf sequencer`.
+//!
+//! For `afxdp` and `udp`, each run (one per backend and `--receivers`
+//! count) builds two namespaces joined by a veth pair: `vnf-sequencer` runs
+//! in one on the backend under test; the group's members, libnfvinc's
+//! `Broadcast` handles on kernel UDP sockets (one port each), in the other.
+//! Every member receives; the first `--senders` of them also send
+//! `--size`-byte atomic-broadcast messages as fast as their send window
+//! lets them (closed loop: 64 messages each in flight until delivered back
+//! to the sender). Each payload carries its send time. Figures of the
+//! measured window:
+//!
+//! * `msgs_per_s`: messages delivered per second at *every* member (the
+//!   slowest member's count);
+//! * `latency_ns`: send-to-deliver, from the send time in the payload to
+//!   the delivery at each member, over all members;
+//! * `order_ok`: once the senders stop and the members have caught up,
+//!   every member delivered the same sequence (same count and the same
+//!   digest of `(seq, sender, sender_seq)` in delivery order) and lost
+//!   nothing; the run, and the command, fail if not.
+//!
+//! For `mem`, the stamping logic alone on one core, in process: 50 members'
+//! Data frames in bursts of 32 are parsed and stamped, and every group
+//! frame is built (as `benches/stamp.rs` of `vnf-sequencer` does);
+//! `msgs_per_s` counts messages stamped per second.
+//!
+//! The JSON report has the echo scenario's shape (`runs`: scenario,
+//! backend, duration_s, sent, received, lost, pps, latency_ns…) plus
+//! `receivers`, `senders`, `msgs_per_s`, `order_ok` and the sequencer's
+//! counters.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use dataplane::control::call;
+use dataplane::netns::{End, Netns, veth};
+use hdrhistogram::Histogram;
+use libnfvinc::broadcast::{Broadcast, BroadcastConfig};
+use serde_json::{Value, json};
+use vnf_sequencer::wire::{Message, data};
+use vnf_sequencer::{Event, Mode, ProcessId, Sequencer, SequencerConfig, Time};
+
+use crate::cli::Backend;
+use crate::report::{Latency, Report, Run, new_histogram};
+use crate::vnf::Vnf;
+
+const GROUP: u64 = 7;
+const SEQ_ID: u64 = 1_000_000;
+const SEQ_PORT: u16 = 7500;
+const MEMBER_PORT0: u16 = 7600;
+const SEQ_IP: Ipv4Addr = Ipv4Addr::new(10, 84, 0, 1);
+const MEMBERS_IP: Ipv4Addr = Ipv4Addr::new(10, 84, 0, 2);
+
+/// Options of `nfvinc-perf sequencer`.
+#[derive(Debug, Clone, Args)]
+pub struct SequencerArgs {
+    /// Backends to run, in turn, comma separated (e.g. `afxdp,udp`).
+    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    pub backend: Vec<Backend>,
+    /// Group sizes to run, comma separated (one run per backend and size).
+    #[arg(long, value_delimiter = ',', default_value = "1,5,50",
+          value_parser = clap::value_parser!(u16).range(1..=200))]
+    pub receivers: Vec<u16>,
+    /// Members that also send (at most the group size).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub senders: u16,
+    /// Bytes per message payload (at least 16: send time and sender).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(16..=1400))]
+    pub size: u16,
+    /// Measured seconds per run, warm-up excluded (at most 3600).
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_secs)]
+    pub duration: f64,
+    /// Warm-up seconds before the measured window (at most 60).
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_warmup)]
+    pub warmup: f64,
+    /// Most messages per group frame (`vnf-sequencer --max-batch`).
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    /// Core to pin the sequencer to; none: not pinned.
+    #[arg(long)]
+    pub core: Option<usize>,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// The `vnf-sequencer` binary; default: next to this one.
+    #[arg(long, value_name = "PATH")]
+    pub vnf_bin: Option<PathBuf>,
+    /// Directory for VNF logs; default: a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+fn parse_bounded(s: &str, max: f64) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v.is_finite() && v > 0.0 && v <= max) {
+        return Err(format!("{v} s is outside (0, {max}]"));
+    }
+    Ok(v)
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    parse_bounded(s, crate::cli::MAX_DURATION_S)
+}
+
+fn parse_warmup(s: &str) -> Result<f64, String> {
+    parse_bounded(s, crate::cli::MAX_WARMUP_S)
+}
+
+impl SequencerArgs {
+    /// The `vnf-sequencer` binary to run.
+    pub fn vnf_bin(&self) -> Result<PathBuf, String> {
+        let path = match &self.vnf_bin {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find the current executable: {e}"))?
+                .with_file_name("vnf-sequencer"),
+        };
+        if !path.is_file() {
+            return Err(format!(
+                "VNF binary {} not found: build it (`cargo build --release -p vnf-sequencer`) or pass --vnf-bin",
+                path.display()
+            ));
+        }
+        Ok(path)
+    }
+}
+
+/// The runs that completed, and the errors of those that did not.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The report.
+    pub report: Report,
+    /// `backend: error` for each run that failed (disorder included).
+    pub errors: Vec<String>,
+}
+
+/// Runs the scenario and prints its results: the whole of
+/// `nfvinc-perf sequencer`. Exits non-zero when a run failed or its members
+/// disagreed.
+pub fn main(args: &SequencerArgs) -> anyhow::Result<ExitCode> {
+    if let Some(p) = &args.json {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() || p.is_dir() {
+            bail!("--json {}: cannot write there", p.display());
+        }
+    }
+    // First SIGINT/SIGTERM: end the current run early and report it.
+    // Second: exit at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let stop = &stop;
+    let title = format!(
+        "sequencer: {}-byte atomic broadcasts, {} sender(s), {} s per run after {} s warm-up",
+        args.size, args.senders, args.duration, args.warmup
+    );
+    tracing::info!("{title}");
+    let outcome = run_all(args, stop);
+    println!("{title}");
+    if outcome.report.runs.is_empty() {
+        println!("(no run completed)");
+    } else {
+        print!("{}", outcome.report.table());
+        for r in &outcome.report.runs {
+            let x = |k: &str| r.extra.get(k).cloned().unwrap_or(Value::Null);
+            println!(
+                "{} receivers={}: msgs/s {:.0} at every receiver, p50 {} ns, p99 {} ns, order_ok {}",
+                r.backend,
+                x("receivers"),
+                r.pps,
+                r.latency_ns.p50,
+                r.latency_ns.p99,
+                x("order_ok")
+            );
+        }
+    }
+    if let Some(p) = &args.json {
+        let text = serde_json::to_string_pretty(&outcome.report)?;
+        std::fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?;
+    }
+    if outcome.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for e in &outcome.errors {
+            eprintln!("error: {e}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Runs every backend and group size of `args` in turn; `stop` (a signal)
+/// ends the current run early and starts no other.
+pub fn run_all(args: &SequencerArgs, stop: &Arc<AtomicBool>) -> Outcome {
+    let mut out = Outcome::default();
+    for &backend in &args.backend {
+        let sizes: Vec<u16> = if backend == Backend::Mem {
+            vec![50]
+        } else {
+            args.receivers.clone()
+        };
+        for receivers in sizes {
+            let what = format!("{} receivers={receivers}", backend.name());
+            if stop.load(Ordering::Relaxed) {
+                out.errors.push(format!("{what}: not run (interrupted)"));
+                continue;
+            }
+            let r = match backend {
+                Backend::Mem => run_mem(args, stop),
+                Backend::Afxdp | Backend::Udp => run_net(args, backend, receivers, stop),
+            };
+            match r {
+                Ok(run) => {
+                    if run.extra.get("order_ok") == Some(&Value::Bool(false)) {
+                        out.errors
+                            .push(format!("{what}: receivers delivered different sequences"));
+                    }
+                    out.report.runs.push(run);
+                }
+                Err(e) => out.errors.push(format!("{what}: {e:#}")),
+            }
+        }
+    }
+    out
+}
+
+fn base_run(args: &SequencerArgs, backend: Backend) -> Run {
+    Run {
+        scenario: "sequencer".into(),
+        backend: backend.name().into(),
+        duration_s: 0.0,
+        sent: 0,
+        received: 0,
+        lost: 0,
+        pps: 0.0,
+        latency_ns: Latency::default(),
+        latency_kind: "send-to-deliver".into(),
+        mode: "closed-loop".into(),
+        size: usize::from(args.size),
+        offered_pps: 0.0,
+        rate_pps: None,
+        in_flight: Some(64 * u32::from(args.senders)),
+        ns_per_packet: None,
+        duplicates: 0,
+        reordered: 0,
+        warmup_s: args.warmup,
+        extra: serde_json::Map::new(),
+        curve: Vec::new(),
+    }
+}
+
+/// Messages stamped per second by one sequencer core on this thread: 50
+/// members' Data frames in bursts of 32, every group frame built.
+fn stamp_rate(args: &SequencerArgs, duration: Duration, stop: &AtomicBool) -> (u64, Duration) {
+    const SENDERS: u64 = 50;
+    const BURST: usize = 32;
+    // Offset of the sender sequence number: NFVinc header, then sender id.
+    const SEQ_AT: usize = dataplane::wire::nfvinc::HEADER_LEN + 8;
+    let payload = vec![0x5au8; usize::from(args.size)];
+    let mut frames: Vec<Vec<u8>> = (1..=SENDERS)
+        .map(|s| {
+            let m = Message::Data(
+                data::Repr {
+                    sender: ProcessId(s),
+                    sender_seq: 1,
+                    barrier: 0,
+                    mode: Mode::Atomic,
+                },
+                &payload,
+            );
+            let mut b = vec![0u8; 2048];
+            let n = m.emit(GROUP, &mut b).expect("room for a Data message");
+            b.truncate(n);
+            b
+        })
+        .collect();
+    let members: Vec<ProcessId> = (1..=SENDERS).map(ProcessId).collect();
+    let mut cfg = SequencerConfig::new(ProcessId(SEQ_ID), GROUP);
+    cfg.max_batch = args.max_batch.max(1);
+    let mut s = Sequencer::new(cfg, &members, Time::ZERO);
+    let mut out = vec![0u8; 2048];
+    let (mut round, mut k, mut n) = (1u64, 0usize, 0u64);
+    let started = Instant::now();
+    while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+        // Time is read once per 1,000 bursts.
+        for _ in 0..1000 {
+            let now = Time::from_nanos(n * 100 + 1);
+            for _ in 0..BURST {
+                let f = &mut frames[k];
+                f[SEQ_AT..SEQ_AT + 8].copy_from_slice(&round.to_be_bytes());
+                let _ = s.handle(now, f);
+                k += 1;
+                if k == frames.len() {
+                    k = 0;
+                    round += 1;
+                }
+            }
+            while let Some(t) = s.poll_transmit(now, &mut out) {
+                std::hint::black_box(&out[..t.len]);
+            }
+            n += BURST as u64;
+        }
+    }
+    (s.counters().stamped, started.elapsed())
+}
+
+fn run_mem(args: &SequencerArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
+    let mut run = base_run(args, Backend::Mem);
+    run.latency_kind = "none (stamping logic alone)".into();
+    run.mode = "max".into();
+    run.in_flight = None;
+    let _ = stamp_rate(args, Duration::from_secs_f64(args.warmup.min(1.0)), stop);
+    let (stamped, elapsed) = stamp_rate(args, Duration::from_secs_f64(args.duration), stop);
+    if stamped == 0 {
+        bail!("nothing stamped");
+    }
+    let secs = elapsed.as_secs_f64();
+    run.duration_s = secs;
+    run.sent = stamped;
+    run.received = stamped;
+    run.pps = stamped as f64 / secs;
+    run.offered_pps = run.pps;
+    run.ns_per_packet = Some(secs * 1e9 / stamped as f64);
+    let x = &mut run.extra;
+    x.insert("receivers".into(), json!(50));
+    x.insert("senders".into(), json!(50));
+    x.insert("msgs_per_s".into(), json!(run.pps));
+    x.insert("order_ok".into(), json!(true));
+    Ok(run)
+}
+
+/// What one member delivered.
+struct Stats {
+    delivered: u64,
+    /// FNV-1a over `(seq, sender, sender_seq)` in delivery order.
+    digest: u64,
+    lost: u64,
+    hist: Histogram<u64>,
+}
+
+fn fnv(mut h: u64, x: u64) -> u64 {
+    for b in x.to_le_bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+fn member_cfg(k: u16, receivers: u16) -> BroadcastConfig {
+    let mut cfg = BroadcastConfig::new(
+        ProcessId(u64::from(k)),
+        GROUP,
+        SocketAddrV4::new(SEQ_IP, SEQ_PORT),
+        SocketAddrV4::new(MEMBERS_IP, MEMBER_PORT0 + k),
+    );
+    cfg.sequencer_id = ProcessId(SEQ_ID);
+    cfg.peers = (1..=receivers)
+        .filter(|&j| j != k)
+        .map(|j| {
+            (
+                ProcessId(u64::from(j)),
+                SocketAddrV4::new(MEMBERS_IP, MEMBER_PORT0 + j),
+            )
+        })
+        .collect();
+    cfg
+}
+
+fn run_net(
+    args: &SequencerArgs,
+    backend: Backend,
+    receivers: u16,
+    stop: &AtomicBool,
+) -> anyhow::Result<Run> {
+    let bin = args.vnf_bin().map_err(|e| anyhow!(e))?;
+    dataplane::netns::check_privileges().context("the afxdp and udp backends build namespaces")?;
+    let senders = args.senders.min(receivers);
+    let vnf_ns = Netns::new("sqpv")?;
+    let members_ns = Netns::new("sqpm")?;
+    veth(
+        End {
+            ns: &vnf_ns,
+            ifname: "eth0",
+            cidr: &format!("{SEQ_IP}/24"),
+        },
+        End {
+            ns: &members_ns,
+            ifname: "eth0",
+            cidr: &format!("{MEMBERS_IP}/24"),
+        },
+    )?;
+    let dir = match &args.log_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("nfvinc-perf-seq-{}", std::process::id())),
+    }
+    .join(format!("{}-{receivers}", backend.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    // Members first, so that the sequencer's first frames find them.
+    let measuring = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    let mut stats = Vec::new();
+    for k in 1..=receivers {
+        let st = Arc::new(Mutex::new(Stats {
+            delivered: 0,
+            digest: 0xcbf2_9ce4_8422_2325,
+            lost: 0,
+            hist: new_histogram(),
+        }));
+        let (st2, m2) = (st.clone(), measuring.clone());
+        let cfg = member_cfg(k, receivers);
+        let h = members_ns
+            .spawn(move || {
+                Broadcast::join_with(cfg, move |e| {
+                    let Ok(mut s) = st2.lock() else { return };
+                    match e {
+                        Event::Deliver(d) => {
+                            s.delivered += 1;
+                            s.digest = fnv(fnv(fnv(s.digest, d.seq), d.sender.0), d.sender_seq);
+                            if m2.load(Ordering::Relaxed) && d.payload.len() >= 8 {
+                                let mut t = [0u8; 8];
+                                t.copy_from_slice(&d.payload[..8]);
+                                let lat = dataplane::time::monotonic_nanos()
+                                    .saturating_sub(u64::from_be_bytes(t));
+                                let _ = s.hist.record(lat.max(1));
+                            }
+                        }
+                        Event::Lost { first, end } => s.lost += end - first,
+                    }
+                })
+            })
+            .join()
+            .map_err(|_| anyhow!("member set-up panicked"))??
+            .context("member")?;
+        handles.push(Arc::new(h));
+        stats.push(st);
+    }
+    let members = (1..=receivers)
+        .map(|k| format!("{k}={MEMBERS_IP}:{}", MEMBER_PORT0 + k))
+        .collect::<Vec<_>>()
+        .join(",");
+    let control = dir.join("seq.sock");
+    let mut cmd = vnf_ns.command(&bin);
+    cmd.args([
+        "--backend",
+        backend.name(),
+        "--iface",
+        "eth0",
+        "--bind",
+        "copy",
+    ])
+    .args(["--port", &SEQ_PORT.to_string()])
+    .args(["--group", &GROUP.to_string(), "--id", &SEQ_ID.to_string()])
+    .args(["--members", &members])
+    .args(["--max-batch", &args.max_batch.to_string()])
+    .arg("--control")
+    .arg(&control)
+    .env("RUST_LOG", "warn");
+    if let Some(c) = args.core {
+        cmd.args(["--core", &c.to_string()]);
+    }
+    let mut vnf = Vnf::spawn(cmd, &dir.join("vnf-sequencer.log"), Duration::from_secs(10))?;
+
+    // Senders: closed loop, as fast as the window lets each.
+    let sending = Arc::new(AtomicBool::new(true));
+    let sent_total = Arc::new(AtomicU64::new(0));
+    let size = usize::from(args.size);
+    let mut threads = Vec::new();
+    for (i, h) in handles.iter().take(usize::from(senders)).enumerate() {
+        let (h, sending, sent_total) = (h.clone(), sending.clone(), sent_total.clone());
+        threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut payload = vec![0u8; size];
+            payload[8..16].copy_from_slice(&(i as u64).to_be_bytes());
+            while sending.load(Ordering::Relaxed) {
+                payload[..8].copy_from_slice(&dataplane::time::monotonic_nanos().to_be_bytes());
+                match h.send(Mode::Atomic, &payload, Duration::from_millis(500)) {
+                    Ok(_) => {
+                        sent_total.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(libnfvinc::broadcast::BroadcastError::WindowFull(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        }));
+    }
+
+    let delivered = |stats: &[Arc<Mutex<Stats>>]| -> Vec<u64> {
+        stats
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.delivered))
+            .collect()
+    };
+    let t0 = Instant::now();
+    let warm = Duration::from_secs_f64(args.warmup);
+    let end = warm + Duration::from_secs_f64(args.duration);
+    let mut window: Option<(Vec<u64>, u64, Instant)> = None;
+    let mut last = (0u64, Instant::now());
+    let mut stalled = None;
+    while t0.elapsed() < end && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+        if window.is_none() && t0.elapsed() >= warm {
+            window = Some((
+                delivered(&stats),
+                sent_total.load(Ordering::Relaxed),
+                Instant::now(),
+            ));
+            measuring.store(true, Ordering::Relaxed);
+        }
+        let now_min = delivered(&stats).into_iter().min().unwrap_or(0);
+        if now_min > last.0 {
+            last = (now_min, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(5) {
+            stalled = Some(format!(
+                "no message delivered at every member for 5 s (see {})",
+                dir.display()
+            ));
+            break;
+        }
+    }
+    let at_end = delivered(&stats);
+    let sent_at_end = sent_total.load(Ordering::Relaxed);
+    measuring.store(false, Ordering::Relaxed);
+    sending.store(false, Ordering::Relaxed);
+    for t in threads {
+        t.join().map_err(|_| anyhow!("a sender panicked"))??;
+    }
+    if let Some(e) = stalled {
+        bail!(e);
+    }
+    let Some((at0, sent0, w0)) = window else {
+        bail!("interrupted before the measured window");
+    };
+    let secs = w0.elapsed().as_secs_f64();
+
+    // Order: every member catches up to everything sent, same digest.
+    let total = sent_total.load(Ordering::Relaxed);
+    let caught_up = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < caught_up && delivered(&stats).iter().any(|&d| d < total) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let finals: Vec<(u64, u64, u64)> = stats
+        .iter()
+        .map(|s| {
+            s.lock()
+                .map_or((0, 0, 1), |s| (s.delivered, s.digest, s.lost))
+        })
+        .collect();
+    let order_ok = finals
+        .iter()
+        .all(|f| f.0 == total && f.1 == finals[0].1 && f.2 == 0);
+    let seq_counters = call(&control, &json!({"op": "counters"})).unwrap_or(Value::Null);
+    let mut hist = new_histogram();
+    for s in &stats {
+        if let Ok(s) = s.lock() {
+            let _ = hist.add(&s.hist);
+        }
+    }
+    let member_counters: Vec<Value> = handles
+        .iter()
+        .take(3)
+        .map(|h| {
+            let c = h.counters();
+            json!({"delivered": c.delivered, "nacks": c.nacks, "peer_nacks": c.peer_nacks,
+                   "data_sent": c.data_sent, "duplicates": c.duplicates})
+        })
+        .collect();
+    drop(handles);
+    let _ = vnf.stop();
+
+    let per_member: Vec<u64> = at_end.iter().zip(&at0).map(|(a, b)| a - b).collect();
+    let slowest = per_member.iter().copied().min().unwrap_or(0);
+    let mut run = base_run(args, backend);
+    run.duration_s = secs;
+    run.sent = sent_at_end - sent0;
+    run.received = slowest;
+    run.lost = 0;
+    run.pps = slowest as f64 / secs;
+    run.offered_pps = run.sent as f64 / secs;
+    run.latency_ns = Latency::of(&hist);
+    run.curve = crate::report::curve(&hist);
+    let x = &mut run.extra;
+    x.insert("receivers".into(), json!(receivers));
+    x.insert("senders".into(), json!(senders));
+    x.insert("msgs_per_s".into(), json!(run.pps));
+    x.insert("order_ok".into(), json!(order_ok));
+    x.insert("total_sent".into(), json!(total));
+    x.insert(
+        "final_delivered_min".into(),
+        json!(finals.iter().map(|f| f.0).min()),
+    );
+    x.insert("sequencer".into(), seq_counters);
+    x.insert("members_sample".into(), json!(member_counters));
+    Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: SequencerArgs,
+    }
+
+    #[test]
+    fn the_stamping_logic_runs_and_the_issue_command_line_parses() {
+        let t = T::try_parse_from(
+            "x --backend afxdp,udp --receivers 1,5,50 --duration 10 --json out.json"
+                .split_whitespace(),
+        )
+        .unwrap();
+        assert_eq!(t.a.receivers, [1, 5, 50]);
+        assert_eq!(t.a.backend, [Backend::Afxdp, Backend::Udp]);
+        let (n, _) = stamp_rate(&t.a, Duration::from_millis(50), &AtomicBool::new(false));
+        assert!(n > 1000, "stamped {n}");
+        assert!(T::try_parse_from("x --backend udp --receivers 0".split_whitespace()).is_err());
+    }
+}
