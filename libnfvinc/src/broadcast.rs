@@ -140,7 +140,8 @@ struct State {
     handler: Option<Handler>,
     queue: VecDeque<Received>,
     lagged: u64,
-    buf: Vec<u8>,
+    /// Frames being written for one `sendmmsg`.
+    out: Vec<Vec<u8>>,
     error: Option<String>,
 }
 
@@ -157,17 +158,113 @@ impl Shared {
     /// Sends everything the core has to send.
     fn flush(&self, st: &mut State) {
         let now = Time::monotonic_now();
-        let State { member, buf, .. } = st;
-        while let Some(Transmit { dest, len }) = member.poll_transmit(now, buf) {
-            let to = match dest {
-                Dest::Process(p) => self.peers.get(&p).copied().unwrap_or(self.sequencer),
-                // Members never address the group; the sequencer does.
-                Dest::Group => self.sequencer,
-            };
-            // Unreachable peers (ICMP errors) are what retries are for.
-            let _ = self.socket.send_to(&buf[..len], to);
+        let State { member, out, .. } = st;
+        loop {
+            // Up to DRAIN frames, then one sendmmsg for all of them.
+            let mut n = 0;
+            let mut to = [SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0); DRAIN];
+            let mut lens = [0usize; DRAIN];
+            while n < DRAIN {
+                let Some(Transmit { dest, len }) = member.poll_transmit(now, &mut out[n]) else {
+                    break;
+                };
+                to[n] = match dest {
+                    Dest::Process(p) => self.peers.get(&p).copied().unwrap_or(self.sequencer),
+                    // Members never address the group; the sequencer does.
+                    Dest::Group => self.sequencer,
+                };
+                lens[n] = len;
+                n += 1;
+            }
+            if n == 0 {
+                return;
+            }
+            send_many(&self.socket, &out[..n], &lens[..n], &to[..n]);
+            if n < DRAIN {
+                return;
+            }
         }
     }
+}
+
+/// Sends `bufs[i][..lens[i]]` to `to[i]` for every `i`, in as few
+/// `sendmmsg` calls as the kernel takes. Errors (ICMP from a peer that is
+/// down, a full socket buffer) drop the rest of the call's datagrams:
+/// retransmissions and NACKs are what recover them.
+fn send_many(socket: &UdpSocket, bufs: &[Vec<u8>], lens: &[usize], to: &[SocketAddrV4]) {
+    let n = bufs.len().min(DRAIN);
+    // SAFETY: all-zero bytes are valid for these plain C structs.
+    let mut addrs: [libc::sockaddr_in; DRAIN] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut iov: [libc::iovec; DRAIN] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; DRAIN] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        addrs[i].sin_family = libc::AF_INET as libc::sa_family_t;
+        addrs[i].sin_port = to[i].port().to_be();
+        addrs[i].sin_addr.s_addr = u32::from_ne_bytes(to[i].ip().octets());
+        iov[i].iov_base = bufs[i].as_ptr() as *mut libc::c_void;
+        iov[i].iov_len = lens[i].min(bufs[i].len());
+        msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+        msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    let mut done = 0;
+    while done < n {
+        // SAFETY: `msgs[done..n]` are valid headers pointing at live
+        // buffers, addresses and iovecs of this frame.
+        let r = unsafe {
+            libc::sendmmsg(
+                socket.as_raw_fd(),
+                msgs[done..].as_mut_ptr(),
+                (n - done) as libc::c_uint,
+                0,
+            )
+        };
+        if r <= 0 {
+            // The datagram at `done` failed: skip it, try the rest.
+            done += 1;
+        } else {
+            done += r as usize;
+        }
+    }
+}
+
+/// Receives up to `bufs.len()` datagrams with one `recvmmsg`, without
+/// blocking; their lengths go to `lens`. Returns how many.
+fn recv_many(socket: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> usize {
+    let n = bufs.len().min(DRAIN).min(lens.len());
+    // SAFETY: all-zero bytes are valid for these plain C structs.
+    let mut iov: [libc::iovec; DRAIN] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; DRAIN] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        iov[i].iov_base = bufs[i].as_mut_ptr().cast();
+        iov[i].iov_len = bufs[i].len();
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `msgs[..n]` point at `n` live, writable buffers; the socket
+    // is non-blocking, and no timeout is passed.
+    let r = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if r <= 0 {
+        // Nothing there, or an ICMP error from a peer that is down.
+        return 0;
+    }
+    let r = r as usize;
+    for i in 0..r {
+        lens[i] = (msgs[i].msg_len as usize).min(bufs[i].len());
+    }
+    r
 }
 
 /// Moves the core's events into the queue; true when there were any.
@@ -292,7 +389,9 @@ impl Broadcast {
                 handler,
                 queue: VecDeque::new(),
                 lagged: 0,
-                buf: vec![0; cfg.member.max_frame.max(64)],
+                out: (0..DRAIN)
+                    .map(|_| vec![0; cfg.member.max_frame.max(64)])
+                    .collect(),
                 error: None,
             }),
             changed: Condvar::new(),
@@ -367,6 +466,49 @@ impl Broadcast {
                         return Err(BroadcastError::Closed);
                     }
                 }
+            }
+        }
+    }
+
+    /// Broadcasts as many of `payloads` in `mode`, in order, as the send
+    /// window has room for, waiting up to `timeout` for room for the
+    /// first; all of them leave in one system call. Returns how many were
+    /// sent (a prefix of `payloads`; send the rest again).
+    pub fn send_batch<P: AsRef<[u8]>>(
+        &self,
+        mode: Mode,
+        payloads: &[P],
+        timeout: Duration,
+    ) -> Result<usize, BroadcastError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock()?;
+        loop {
+            let mut n = 0;
+            for p in payloads {
+                match st.member.send(mode, p.as_ref()) {
+                    Ok(_) => n += 1,
+                    Err(SendError::WindowFull) => break,
+                    Err(SendError::TooLarge { len, max }) if n == 0 => {
+                        return Err(BroadcastError::TooLarge { len, max });
+                    }
+                    Err(SendError::TooLarge { .. }) => break,
+                }
+            }
+            if n > 0 || payloads.is_empty() {
+                self.shared.flush(&mut st);
+                return Ok(n);
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Err(BroadcastError::WindowFull(timeout));
+            };
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, left)
+                .map_err(|_| BroadcastError::Closed)?
+                .0;
+            if st.error.is_some() {
+                return Err(BroadcastError::Closed);
             }
         }
     }
@@ -480,18 +622,7 @@ fn run(shared: &Shared) {
             shared.changed.notify_all();
             return;
         }
-        let mut n = 0;
-        while n < DRAIN {
-            match shared.socket.recv_from(&mut bufs[n]) {
-                Ok((len, _)) => {
-                    lens[n] = len;
-                    n += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // ICMP errors from a peer or a sequencer that is down.
-                Err(_) => break,
-            }
-        }
+        let n = recv_many(&shared.socket, &mut bufs, &mut lens);
         let Ok(mut st) = shared.state.lock() else {
             return;
         };

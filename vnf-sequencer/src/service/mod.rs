@@ -751,10 +751,7 @@ mod tests {
         io.inject(&data_frame(&member(2), 1)).unwrap();
         let sent = step(&mut svc, &mut io);
         assert_eq!(sent.len(), 1);
-        assert_eq!(
-            UdpFrame::parse(&sent[0][..]).unwrap().dst(),
-            member(2).addr
-        );
+        assert_eq!(UdpFrame::parse(&sent[0][..]).unwrap().dst(), member(2).addr);
     }
 
     #[test]
