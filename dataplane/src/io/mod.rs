@@ -15,6 +15,8 @@
 
 pub mod afxdp;
 mod batch;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 mod freelist;
 pub mod mem;
 mod pool;
