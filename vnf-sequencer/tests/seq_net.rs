@@ -10,8 +10,9 @@
 //! Data and NACKs from the members, batches, heartbeats and epoch messages
 //! from the sequencer.
 //!
-//! A third of the way through, the sequencer is killed with SIGKILL and a
-//! replacement started in epoch 2 at the same address. In the end every
+//! A quarter and again half of the way through, the sequencer is killed
+//! with SIGKILL and a replacement started at the same address in the next
+//! epoch (2, then 3; `NFV_SEQ_KILLS` sets how many times). In the end every
 //! member must have delivered the same sequence, holding every message sent
 //! exactly once, each sender's messages in its send order.
 //!
@@ -390,44 +391,59 @@ fn scenario(backend: &str) {
     wait_lines(&lines, &all, "JOINED", Duration::from_secs(10));
 
     let control = dir.join("seq.sock");
-    let mut seq = start_sequencer(&topo, backend, &control, None);
+    let seq = start_sequencer(&topo, backend, &control, None);
     let t0 = Instant::now();
     for &k in &SENDERS {
         let m = &mut members[usize::from(k) - 1];
         writeln!(m.stdin.as_mut().unwrap(), "GO").unwrap();
     }
 
-    // A third of the way through, the sequencer dies.
+    // Part of the way through, the sequencer dies and a replacement takes
+    // over, `kills` times (epochs 2, 3, ...).
     let total = PER_SENDER * SENDERS.len() as u64;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = call(&control, &json!({"op": "counters"})).unwrap();
-        if c["stamped"].as_u64().unwrap() >= total / 3 {
-            println!("  sequencer killed after stamping {}", c["stamped"]);
-            break;
+    let kills: u32 = std::env::var("NFV_SEQ_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(2);
+    let mut control = control;
+    let mut seqs = vec![seq];
+    for i in 1..=kills {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let at = total * u64::from(i) / u64::from(kills + 2);
+        loop {
+            let e = call(&control, &json!({"op": "epoch"})).unwrap();
+            if e["recovering"] == false && e["next_seq"].as_u64().unwrap() > at {
+                println!(
+                    "  sequencer of epoch {} killed at {}",
+                    e["epoch"], e["next_seq"]
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "stamping stalled: {e}");
+            std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(Instant::now() < deadline, "stamping stalled: {c}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    seq.kill();
-    let t_kill = Instant::now();
-    let control2 = dir.join("seq2.sock");
-    let _seq2 = start_sequencer(&topo, backend, &control2, Some(2));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let e = call(&control2, &json!({"op": "epoch"})).unwrap();
-        if e["recovering"] == false {
-            assert_eq!(e["epoch"], 2);
-            println!(
-                "  replacement took over epoch 2 at {} in {:.0?} after the kill",
-                e["next_seq"],
-                t_kill.elapsed()
-            );
-            break;
+        seqs.last_mut().unwrap().kill();
+        let t_kill = Instant::now();
+        let epoch = i + 1;
+        control = dir.join(format!("seq{epoch}.sock"));
+        seqs.push(start_sequencer(&topo, backend, &control, Some(epoch)));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let e = call(&control, &json!({"op": "epoch"})).unwrap();
+            if e["recovering"] == false {
+                assert_eq!(e["epoch"], epoch);
+                println!(
+                    "  replacement took over epoch {epoch} at {} in {:.0?} after the kill",
+                    e["next_seq"],
+                    t_kill.elapsed()
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "epoch change stalled: {e}");
+            std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(Instant::now() < deadline, "epoch change stalled: {e}");
-        std::thread::sleep(Duration::from_millis(5));
     }
+    let control2 = control;
 
     let done = wait_lines(&lines, &all, "DONE", Duration::from_secs(45));
     println!("  all {} members done in {:.1?}", done.len(), t0.elapsed());
