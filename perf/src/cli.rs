@@ -85,6 +85,13 @@ nfvinc-perf paxos --backend mem --duration 2")]
 nfvinc-perf sequencer --backend afxdp,udp --receivers 1,5,50 --duration 10 --json out.json\n  \
 nfvinc-perf sequencer --backend mem --duration 2")]
     Sequencer(crate::sequencer::SequencerArgs),
+    /// Control plane: starts its own `nfvinc serve` and measures connect
+    /// time (create request to usable instance), REST operations per second
+    /// and latency at --clients concurrent clients, and the same operation's
+    /// latency over the direct channel.
+    #[command(after_help = "Example:\n  \
+nfvinc-perf control --clients 100 --duration 10 --json out.json")]
+    Control(crate::control::ControlArgs),
 }
 
 /// A backend the VNF runs on.

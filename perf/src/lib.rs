@@ -10,6 +10,7 @@
 //! * [`mem_bench`]: the in-memory scenario (the VNF's logic alone).
 //! * [`paxos`]: the consensus scenario.
 //! * [`sequencer`]: the broadcast scenario.
+//! * [`control`]: the control-plane scenario (`nfvinc serve` under load).
 //! * [`vnf`]: the VNF under test as a child process.
 //! * [`report`]: the JSON report, percentiles and the comparison table.
 //! * [`plot`]: the SVG latency plot.
@@ -18,6 +19,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod control;
 pub mod echo;
 pub mod frame;
 pub mod generator;

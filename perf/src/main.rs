@@ -42,7 +42,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Echo(args) => run_echo(&args),
         Command::Paxos(args) => run_paxos(&args),
         Command::Sequencer(args) => perf::sequencer::main(&args),
+        Command::Control(args) => run_control(&args),
     }
+}
+
+fn run_control(args: &perf::control::ControlArgs) -> anyhow::Result<ExitCode> {
+    if let Some(p) = &args.json {
+        check_writable("--json", p)?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let report = perf::control::run(args, &stop)?;
+    print!("{}", perf::control::table(&report));
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_paxos(args: &perf::paxos::PaxosArgs) -> anyhow::Result<ExitCode> {

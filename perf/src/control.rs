@@ -1,0 +1,336 @@
+//! The control-plane scenario: `nfvinc serve` under its users.
+//!
+//! Starts its own daemon (a fresh data directory, a user and an API key;
+//! each tenant in its own namespace when root, on loopback otherwise) and
+//! measures three things on the failure-detector service:
+//!
+//! * `connect_ns`: from the create request to a usable instance, that is
+//!   until the application's first request over the instance's direct
+//!   channel is answered; instances are created, used and removed one
+//!   after another (`--connects` of them, within a time bound) while the
+//!   tenant holds another instance. `first_connect_ns` is the tenant's
+//!   first, which also creates its virtual network.
+//! * `rest_ops_per_s` and `latency_ns`: `--clients` concurrent clients,
+//!   each with its own session, run the `query` operation of one instance
+//!   over REST in a closed loop for `--duration` seconds.
+//! * `direct_latency_ns`: the same query over the direct channel (the
+//!   authenticated UDP messages of `libnfvinc::fd`), one client in a closed
+//!   loop: what an application saves by taking the direct channel.
+//!
+//! The JSON report is one object with these fields, each latency as
+//! `{count, mean, p50, p90, p99, p999, max}` in nanoseconds.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddrV4;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use hdrhistogram::Histogram;
+use libnfvinc::direct::DirectAuth;
+use libnfvinc::fd::FdClient;
+use libnfvinc::rest::{Client, Instance};
+use serde_json::{Value, json};
+use vnf_fd::wire::Target;
+use vnf_fd::{ProcessId, ProcessSpec};
+
+/// Options of `nfvinc-perf control`.
+#[derive(Debug, Clone, Args)]
+pub struct ControlArgs {
+    /// Concurrent REST clients, each with its own session.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub clients: u32,
+    /// Seconds of REST load (and of direct-channel load).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration: u64,
+    /// Instances to create, use and remove for `connect_ns` (at most 60 s
+    /// in all).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub connects: u32,
+    /// The `nfvinc` binary (default: beside nfvinc-perf).
+    #[arg(long)]
+    pub nfvinc: Option<PathBuf>,
+    /// Run the daemon's instances on loopback, without per-tenant
+    /// namespaces (the default when not root).
+    #[arg(long)]
+    pub no_isolation: bool,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Keep the daemon's data directory (its log is there) and say where.
+    #[arg(long)]
+    pub keep_data: bool,
+}
+
+/// Latency percentiles of a histogram, nanoseconds.
+fn summary(h: &Histogram<u64>) -> Value {
+    json!({
+        "count": h.len(),
+        "mean": h.mean().round() as u64,
+        "p50": h.value_at_quantile(0.50),
+        "p90": h.value_at_quantile(0.90),
+        "p99": h.value_at_quantile(0.99),
+        "p999": h.value_at_quantile(0.999),
+        "max": h.max(),
+    })
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 100 s at 3 significant digits; values outside are clamped.
+    Histogram::new_with_bounds(1_000, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn record(h: &mut Histogram<u64>, d: Duration) {
+    h.saturating_record(d.as_nanos().min(u128::from(u64::MAX)) as u64);
+}
+
+/// The daemon this scenario started; stopped with SIGTERM when dropped.
+struct Daemon {
+    child: Child,
+    data: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if self.keep {
+            eprintln!("the daemon's data directory: {}", self.data.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn start_daemon(
+    nfvinc: &Path,
+    isolation: bool,
+    keep: bool,
+) -> anyhow::Result<(Daemon, String, String)> {
+    let data = std::env::temp_dir().join(format!("nfvinc-perf-control-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    let out = Command::new(nfvinc)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["user", "add", "perf"])
+        .stderr(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} user add", nfvinc.display()))?;
+    if !out.status.success() {
+        bail!("nfvinc user add failed");
+    }
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let mut cmd = Command::new(nfvinc);
+    cmd.arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    if !isolation {
+        cmd.arg("--no-isolation");
+    }
+    let mut child = cmd
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(data.join("daemon.log"))?)
+        .spawn()
+        .context("starting nfvinc serve")?;
+    let stdout = child.stdout.take().context("the daemon's stdout")?;
+    let daemon = Daemon { child, data, keep };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("READY ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("nfvinc serve did not print READY within 30 s")?;
+    Ok((daemon, url, key))
+}
+
+/// The direct channel of a freshly created instance.
+fn direct(i: &Instance) -> anyhow::Result<FdClient> {
+    let at: SocketAddrV4 = format!("{}:{}", i.direct.addr, i.direct.port).parse()?;
+    let mut c = FdClient::connect(at)?;
+    if let Some(auth) = DirectAuth::of(&i.direct).transpose()? {
+        c = c.with_auth(auth);
+    }
+    Ok(c)
+}
+
+/// Runs the scenario and returns its report.
+pub fn run(a: &ControlArgs, stop: &AtomicBool) -> anyhow::Result<Value> {
+    let nfvinc = match &a.nfvinc {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("nfvinc"),
+    };
+    if !nfvinc.is_file() {
+        bail!(
+            "{} not found: build it (cargo build --release -p control -p vnf-fd) or pass --nfvinc",
+            nfvinc.display()
+        );
+    }
+    let isolation = is_root() && !a.no_isolation;
+    let (daemon, url, key) = start_daemon(&nfvinc, isolation, a.keep_data)?;
+    let client = Client::connect(&url, &key)?;
+
+    // The instance under load, monitoring one process. It is the tenant's
+    // first, so its connect time includes creating the tenant's network.
+    let t = Instant::now();
+    let inst = client.connect_service("fd")?;
+    let mut d = direct(&inst)?;
+    d.query(Target::All)
+        .with_context(|| format!("first direct request to {}", inst.id))?;
+    let first_connect = t.elapsed();
+    d.add(ProcessSpec::new(ProcessId(1)))?;
+
+    // Connect: create, first direct answer, remove; one after another,
+    // in the tenant's existing network (as an application that already
+    // holds an instance sees it).
+    let mut connect = histogram();
+    let (mut connect_errors, mut connect_first_error) = (0u64, None::<String>);
+    let bound = Instant::now() + Duration::from_secs(60);
+    for n in 0..a.connects {
+        if stop.load(Ordering::Relaxed) || Instant::now() > bound {
+            tracing::warn!("connect phase stopped after {n} instances");
+            break;
+        }
+        let t = Instant::now();
+        let i = match client.connect_service("fd") {
+            Ok(i) => i,
+            Err(e) => {
+                // Counted and reported, not fatal: the other figures stand.
+                connect_errors += 1;
+                connect_first_error.get_or_insert_with(|| e.to_string());
+                continue;
+            }
+        };
+        let mut d = direct(&i)?;
+        d.query(Target::All)
+            .with_context(|| format!("first direct request to {}", i.id))?;
+        record(&mut connect, t.elapsed());
+        client.remove(&i.id)?;
+    }
+    tracing::info!(
+        "connect: first {:.1} ms; then {} instances, p50 {:.1} ms, p99 {:.1} ms",
+        first_connect.as_secs_f64() * 1e3,
+        connect.len(),
+        connect.value_at_quantile(0.5) as f64 / 1e6,
+        connect.value_at_quantile(0.99) as f64 / 1e6
+    );
+
+    // REST: --clients sessions in a closed loop each.
+    let sessions: Vec<Client> = (0..a.clients)
+        .map(|_| Client::connect(&url, &key))
+        .collect::<Result<_, _>>()
+        .context("opening the clients' sessions")?;
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let go = Instant::now();
+    let end = go + Duration::from_secs(a.duration);
+    let threads: Vec<_> = sessions
+        .into_iter()
+        .map(|c| {
+            let (id, errors, first) = (inst.id.clone(), errors.clone(), first_error.clone());
+            std::thread::spawn(move || {
+                let mut h = histogram();
+                let args = json!({"process": 1});
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    match c.op(&id, "query", args.clone()) {
+                        Ok(_) => record(&mut h, t.elapsed()),
+                        Err(e) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            first.lock().unwrap().get_or_insert_with(|| e.to_string());
+                        }
+                    }
+                }
+                h
+            })
+        })
+        .collect();
+    let mut rest = histogram();
+    for t in threads {
+        let h = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("a REST client panicked"))?;
+        rest.add(&h).context("merging histograms")?;
+    }
+    let rest_s = go.elapsed().as_secs_f64();
+
+    // Direct: the same query, one client in a closed loop.
+    let mut direct_h = histogram();
+    let end = Instant::now() + Duration::from_secs(a.duration.min(5));
+    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        d.query(Target::One(ProcessId(1)))?;
+        record(&mut direct_h, t.elapsed());
+    }
+    let _ = client.remove(&inst.id);
+    drop(daemon);
+
+    Ok(json!({
+        "scenario": "control",
+        "service": "fd",
+        "operation": "query",
+        "isolation": isolation,
+        "clients": a.clients,
+        "duration_s": rest_s,
+        "first_connect_ns": first_connect.as_nanos() as u64,
+        "connect_ns": summary(&connect),
+        "connect_errors": connect_errors,
+        "connect_first_error": connect_first_error,
+        "rest_ops": rest.len(),
+        "rest_ops_per_s": rest.len() as f64 / rest_s,
+        // Answers other than 200: under this load mostly 503, the VNF's
+        // control queue being full (see rest_first_error).
+        "rest_errors": errors.load(Ordering::Relaxed),
+        "rest_first_error": first_error.lock().unwrap().clone(),
+        "latency_ns": summary(&rest),
+        "direct_latency_ns": summary(&direct_h),
+    }))
+}
+
+/// The report as a few lines for a terminal.
+pub fn table(r: &Value) -> String {
+    let ms = |v: &Value| v.as_f64().unwrap_or(0.0) / 1e6;
+    format!(
+        "connect (create -> first direct answer): {} instances, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
+         REST query at {} clients: {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)\n\
+         direct query, 1 client: p50 {:.1} µs, p99 {:.1} µs\n",
+        r["connect_ns"]["count"],
+        ms(&r["connect_ns"]["p50"]),
+        ms(&r["connect_ns"]["p99"]),
+        ms(&r["connect_ns"]["max"]),
+        r["clients"],
+        r["rest_ops_per_s"].as_f64().unwrap_or(0.0),
+        ms(&r["latency_ns"]["p50"]),
+        ms(&r["latency_ns"]["p99"]),
+        r["rest_errors"],
+        r["direct_latency_ns"]["p50"].as_f64().unwrap_or(0.0) / 1e3,
+        r["direct_latency_ns"]["p99"].as_f64().unwrap_or(0.0) / 1e3,
+    )
+}
