@@ -25,6 +25,10 @@ pub enum Backend {
     Afxdp,
     /// Kernel UDP sockets with recvmmsg/sendmmsg (fallback and baseline).
     Udp,
+    /// DPDK poll-mode drivers (builds with the `dpdk` feature only): a PCI
+    /// NIC bound to vfio-pci, a `--vdev`, or a kernel interface through
+    /// DPDK's `net_af_packet`.
+    Dpdk,
 }
 
 /// How AF_XDP sockets bind to their queue.
@@ -75,6 +79,15 @@ pub struct DataplaneArgs {
     /// AF_XDP bind mode.
     #[arg(long, value_enum, default_value = "auto")]
     pub bind: Bind,
+    /// DPDK virtual device to create (repeatable), e.g.
+    /// `net_af_xdp0,iface=eth0`; `--iface` then names the one to serve on.
+    /// Only with `--backend dpdk` (needs the `dpdk` feature).
+    #[arg(long)]
+    pub vdev: Vec<String>,
+    /// Further DPDK EAL arguments, space separated (e.g. `-l 2 -m 512`).
+    /// Only with `--backend dpdk` (needs the `dpdk` feature).
+    #[arg(long, allow_hyphen_values = true)]
+    pub dpdk_args: Option<String>,
 }
 
 /// Why a VNF's dataplane could not be opened.
@@ -101,6 +114,20 @@ pub enum LaunchError {
         /// What failed.
         source: AfXdpError,
     },
+    /// `--backend dpdk` (or a DPDK option) in a binary built without DPDK.
+    #[error(
+        "--backend dpdk, --vdev and --dpdk-args: this binary was built without the dpdk feature (cargo build --features dpdk)"
+    )]
+    NoDpdk,
+    /// DPDK could not be set up.
+    #[cfg(feature = "dpdk")]
+    #[error("DPDK on {device}: {source}")]
+    Dpdk {
+        /// The device.
+        device: String,
+        /// What failed.
+        source: crate::io::dpdk::DpdkError,
+    },
     /// The UDP socket could not be opened.
     #[error("binding UDP {addr}: {source}")]
     Udp {
@@ -119,6 +146,11 @@ pub struct Endpoint {
     /// One backend per queue, to hand to the workers.
     pub queues: Vec<Box<dyn PacketIo>>,
     port: Option<AfXdpPort>,
+    /// A kernel socket bound to the served port while DPDK reads the
+    /// interface through `net_af_packet`: the kernel sees the same frames,
+    /// and without a socket there it would answer each with an ICMP "port
+    /// unreachable" that races our reply.
+    _shadow: Option<std::net::UdpSocket>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -148,7 +180,22 @@ impl Endpoint {
             source,
         };
         let mut xdp_port = None;
+        #[cfg_attr(not(feature = "dpdk"), allow(unused_mut))]
+        let mut shadow = None;
+        if args.backend != Backend::Dpdk && (!args.vdev.is_empty() || args.dpdk_args.is_some()) {
+            return Err(LaunchError::NoDpdk);
+        }
         match args.backend {
+            #[cfg(not(feature = "dpdk"))]
+            Backend::Dpdk => return Err(LaunchError::NoDpdk),
+            #[cfg(feature = "dpdk")]
+            Backend::Dpdk => {
+                let (ios, kernel_iface) = open_dpdk(args, burst)?;
+                if kernel_iface {
+                    shadow = std::net::UdpSocket::bind(listen).ok();
+                }
+                queues.extend(ios);
+            }
             Backend::Afxdp => {
                 let config = AfXdpConfig {
                     burst,
@@ -194,6 +241,7 @@ impl Endpoint {
             listen,
             queues,
             port: xdp_port,
+            _shadow: shadow,
         })
     }
 
@@ -201,6 +249,62 @@ impl Endpoint {
     pub fn xdp_port(&mut self) -> Option<&mut AfXdpPort> {
         self.port.as_mut()
     }
+}
+
+/// Starts EAL and the port `args.iface` names: a `--vdev` or PCI address
+/// EAL knows, a kernel interface (read through `net_af_packet`, one queue
+/// pair per `--queues`), or else a devargs string. Returns the queues and
+/// whether the port is a kernel interface.
+#[cfg(feature = "dpdk")]
+fn open_dpdk(
+    args: &DataplaneArgs,
+    burst: usize,
+) -> Result<(Vec<Box<dyn PacketIo>>, bool), LaunchError> {
+    use crate::io::dpdk::{DpdkPort, EalConfig, PortConfig, eal};
+    let iface = args.iface.as_str();
+    let dpdk_err = |device: &str| {
+        let device = device.to_string();
+        move |source| LaunchError::Dpdk { device, source }
+    };
+    let mut config = EalConfig {
+        vdevs: args.vdev.clone(),
+        extra: args
+            .dpdk_args
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        ..EalConfig::default()
+    };
+    let is_pci = iface.contains(':') && iface.contains('.');
+    if is_pci {
+        config.pci.push(iface.to_string());
+    }
+    eal::init(&config).map_err(dpdk_err(iface))?;
+    let named_vdev = args.vdev.iter().any(|v| v.split(',').next() == Some(iface));
+    let kernel =
+        !is_pci && !named_vdev && std::path::Path::new("/sys/class/net").join(iface).exists();
+    let device = if kernel {
+        format!("net_af_packet_{iface},iface={iface},qpairs={}", args.queues)
+    } else {
+        iface.to_string()
+    };
+    let port = DpdkPort::open(
+        &device,
+        PortConfig {
+            queues: args.queues as u16,
+            burst,
+            ..PortConfig::default()
+        },
+    )
+    .map_err(dpdk_err(&device))?;
+    let ios = port
+        .into_queues()
+        .into_iter()
+        .map(|q| Box::new(q) as Box<dyn PacketIo>)
+        .collect();
+    Ok((ios, kernel))
 }
 
 /// Why the workers stopped with an error.

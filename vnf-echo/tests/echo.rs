@@ -183,6 +183,42 @@ fn echo_on_kernel_udp_returns_every_datagram() {
     );
 }
 
+/// DPDK (feature `dpdk`) through `net_af_packet` on the namespace's veth:
+/// the same client, every datagram back, DPDK's port counters flushed.
+#[cfg(feature = "dpdk")]
+#[test]
+fn echo_on_dpdk_af_packet_returns_every_datagram() {
+    require_root();
+    let pair = Pair::new("echod", PairOptions::default()).unwrap();
+    let vnf = Vnf::start(&pair, "dpdk");
+    const N: u32 = 20_000;
+    let back = pair
+        .a
+        .ns
+        .spawn(|| echo_client(N, 64))
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.len(), N as usize, "every datagram came back");
+    let counters = vnf.stop();
+    assert!(
+        counters.contains(&format!("\"tx_packets\":{N}")),
+        "{counters}"
+    );
+}
+
+#[cfg(not(feature = "dpdk"))]
+#[test]
+fn dpdk_is_refused_without_the_feature() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vnf-echo"))
+        .args(["--backend", "dpdk", "--iface", "lo", "--addr", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("built without the dpdk feature"), "{err}");
+}
+
 #[test]
 fn bad_arguments_are_explained() {
     let out = Command::new(env!("CARGO_BIN_EXE_vnf-echo"))

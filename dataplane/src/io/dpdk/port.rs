@@ -31,7 +31,8 @@ impl Default for PortConfig {
         Self {
             queues: 1,
             chunks: 4096,
-            chunk_size: 2048,
+            // net_af_packet wants 2016 bytes of room after the headroom.
+            chunk_size: 4096,
             rx_desc: 1024,
             tx_desc: 1024,
             burst: 32,
