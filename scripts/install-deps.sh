@@ -7,6 +7,7 @@ packages=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config m4  # XDP programs (ebpf/build.rs)
   iproute2 ethtool iputils-ping                              # network-namespace test topologies
   bpftool                                                    # inspecting attached programs in tests
+  libdpdk-dev                                                # the DPDK backend (feature dpdk)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -161,11 +161,11 @@ int nfv_max_queues(uint16_t port) {
 	return info.max_rx_queues < info.max_tx_queues ? info.max_rx_queues : info.max_tx_queues;
 }
 
-/* Stops and closes `port`, giving back every mbuf its rings hold. */
-void nfv_port_close(uint16_t port) {
-	(void)rte_eth_dev_stop(port);
-	(void)rte_eth_dev_close(port);
-}
+/* Stops `port`, giving back every mbuf its rings hold. */
+void nfv_port_stop(uint16_t port) { (void)rte_eth_dev_stop(port); }
+
+/* Closes a stopped `port` for good. */
+void nfv_port_close(uint16_t port) { (void)rte_eth_dev_close(port); }
 
 /*
  * Receives up to n frames from (port, queue) and writes each one's offset

@@ -44,6 +44,7 @@ unsafe extern "C" {
         txd: u16,
         rss_on: *mut c_int,
     ) -> c_int;
+    pub fn nfv_port_stop(port: u16);
     pub fn nfv_port_close(port: u16);
     pub fn nfv_max_queues(port: u16) -> c_int;
     pub fn nfv_dma_map(port: u16, base: *mut c_void, len: usize, map: c_int) -> c_int;

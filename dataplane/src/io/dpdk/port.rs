@@ -142,11 +142,14 @@ impl Drop for PortInner {
         if self.started {
             // SAFETY: a valid, started port; no queue can poll it any more
             // (they each held an Arc to us).
-            unsafe { ffi::nfv_port_close(self.id) };
+            unsafe { ffi::nfv_port_stop(self.id) };
         }
+        // The DMA mappings go while the device still exists, then the port.
         for p in &mut self.pools {
             p.release(self.id);
         }
+        // SAFETY: a valid, stopped port that nothing uses any more.
+        unsafe { ffi::nfv_port_close(self.id) };
     }
 }
 
