@@ -11,6 +11,10 @@
 //! Sends block, up to a timeout, while 64 of the member's messages are not
 //! yet delivered back to it: that is the service's back-pressure.
 //!
+//! When the sequencer sends group frames to an IP multicast group
+//! ([`BroadcastConfig::multicast`]), the handle also joins that group on a
+//! second socket and receives from both.
+//!
 //! A background thread receives (draining up to 64 datagrams per lock,
 //! then sleeping in `ppoll` until the socket is readable or the core's
 //! next timer), runs the timers (retransmissions, NACKs after a gap, epoch
@@ -84,6 +88,11 @@ pub struct BroadcastConfig {
     pub peers: Vec<(ProcessId, SocketAddrV4)>,
     /// Local address to bind; the sequencer must know it as this member's.
     pub bind: SocketAddrV4,
+    /// The IP multicast group and port the sequencer sends group frames
+    /// to (`vnf-sequencer --multicast`), joined on the interface of
+    /// `bind`'s address; `None` when the sequencer sends every member its
+    /// own copy.
+    pub multicast: Option<SocketAddrV4>,
 }
 
 impl BroadcastConfig {
@@ -97,6 +106,7 @@ impl BroadcastConfig {
             epoch: 1,
             peers: Vec::new(),
             bind,
+            multicast: None,
         }
     }
 }
@@ -149,6 +159,8 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     socket: UdpSocket,
+    /// Bound to the multicast group, when the group has one.
+    mcast: Option<UdpSocket>,
     sequencer: SocketAddrV4,
     peers: HashMap<ProcessId, SocketAddrV4>,
     stop: AtomicBool,
@@ -317,18 +329,22 @@ impl std::fmt::Debug for Broadcast {
 }
 
 /// Waits until `fd` is readable or `timeout` passes.
-fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) -> io::Result<()> {
-    let mut p = libc::pollfd {
-        fd,
+fn wait_readable(fds: &[std::os::fd::RawFd], timeout: Duration) -> io::Result<()> {
+    let mut p = [libc::pollfd {
+        fd: -1,
         events: libc::POLLIN,
         revents: 0,
-    };
+    }; 2];
+    let n = fds.len().min(2);
+    for (p, &fd) in p.iter_mut().zip(fds) {
+        p.fd = fd;
+    }
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
     };
-    // SAFETY: one valid pollfd and a valid timespec; no signal mask.
-    let r = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
+    // SAFETY: `n` valid pollfds and a valid timespec; no signal mask.
+    let r = unsafe { libc::ppoll(p.as_mut_ptr(), n as libc::nfds_t, &ts, std::ptr::null()) };
     if r < 0 {
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
@@ -336,6 +352,58 @@ fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A socket bound to multicast `group` (shared with other members on this
+/// host: `SO_REUSEADDR`), joined on the interface with address `iface`.
+fn multicast_socket(group: SocketAddrV4, iface: std::net::Ipv4Addr) -> io::Result<UdpSocket> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket creation; the descriptor is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket nobody else owns.
+    let socket = unsafe { UdpSocket::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: all-zero bytes are a valid sockaddr_in.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = group.port().to_be();
+    sa.sin_addr.s_addr = u32::from_ne_bytes(group.ip().octets());
+    // SAFETY: a valid sockaddr_in of the length given.
+    let r = unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    socket.join_multicast_v4(group.ip(), &iface)?;
+    grow_rcvbuf(&socket, 8 << 20);
+    Ok(socket)
 }
 
 /// Asks for a larger receive buffer: a burst of group frames must not
@@ -381,6 +449,13 @@ impl Broadcast {
         let socket = UdpSocket::bind(cfg.bind)?;
         socket.set_nonblocking(true)?;
         grow_rcvbuf(&socket, 8 << 20);
+        let mcast = match cfg.multicast {
+            Some(g) if !g.ip().is_multicast() => {
+                return Err(BroadcastError::Config("the group address is not multicast"));
+            }
+            Some(g) => Some(multicast_socket(g, *cfg.bind.ip())?),
+            None => None,
+        };
         let peer_ids: Vec<ProcessId> = cfg.peers.iter().map(|p| p.0).collect();
         let member = Member::new(cfg.member, cfg.sequencer_id, cfg.epoch, &peer_ids);
         let shared = Arc::new(Shared {
@@ -396,6 +471,7 @@ impl Broadcast {
             }),
             changed: Condvar::new(),
             socket,
+            mcast,
             sequencer: cfg.sequencer,
             peers: cfg.peers.iter().copied().collect(),
             stop: AtomicBool::new(false),
@@ -601,7 +677,8 @@ impl Drop for Broadcast {
 fn run(shared: &Shared) {
     let mut bufs: Vec<Vec<u8>> = (0..DRAIN).map(|_| vec![0u8; BUF]).collect();
     let mut lens = [0usize; DRAIN];
-    let fd = shared.socket.as_raw_fd();
+    let mut fds = vec![shared.socket.as_raw_fd()];
+    fds.extend(shared.mcast.as_ref().map(|m| m.as_raw_fd()));
     while !shared.stop.load(Ordering::Relaxed) {
         let wait = {
             let Ok(st) = shared.state.lock() else { return };
@@ -614,7 +691,7 @@ fn run(shared: &Shared) {
             })
         };
         if !wait.is_zero()
-            && let Err(e) = wait_readable(fd, wait)
+            && let Err(e) = wait_readable(&fds, wait)
         {
             if let Ok(mut st) = shared.state.lock() {
                 st.error = Some(e.to_string());
@@ -622,7 +699,10 @@ fn run(shared: &Shared) {
             shared.changed.notify_all();
             return;
         }
-        let n = recv_many(&shared.socket, &mut bufs, &mut lens);
+        let mut n = recv_many(&shared.socket, &mut bufs, &mut lens);
+        if let Some(m) = &shared.mcast {
+            n += recv_many(m, &mut bufs[n..], &mut lens[n..]);
+        }
         let Ok(mut st) = shared.state.lock() else {
             return;
         };

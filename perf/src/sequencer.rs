@@ -19,6 +19,10 @@
 //!   digest of `(seq, sender, sender_seq)` in delivery order) and lost
 //!   nothing; the run, and the command, fail if not.
 //!
+//! With `--multicast`, the sequencer sends each group frame once, to an IP
+//! multicast group every member joins, and the veth link and the members'
+//! kernel replicate it; otherwise it sends every member its own copy.
+//!
 //! For `mem`, the stamping logic alone on one core, in process: 50 members'
 //! Data frames in bursts of 32 are parsed and stamped, and every group
 //! frame is built (as `benches/stamp.rs` of `vnf-sequencer` does);
@@ -56,6 +60,7 @@ const SEQ_PORT: u16 = 7500;
 const MEMBER_PORT0: u16 = 7600;
 const SEQ_IP: Ipv4Addr = Ipv4Addr::new(10, 84, 0, 1);
 const MEMBERS_IP: Ipv4Addr = Ipv4Addr::new(10, 84, 0, 2);
+const MULTICAST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 7, 0, 1), 7599);
 
 /// Options of `nfvinc-perf sequencer`.
 #[derive(Debug, Clone, Args)]
@@ -85,6 +90,10 @@ pub struct SequencerArgs {
     /// Core to pin the sequencer to; none: not pinned.
     #[arg(long)]
     pub core: Option<usize>,
+    /// Group frames go once to an IP multicast group that every member
+    /// joins (`vnf-sequencer --multicast`), instead of one copy per member.
+    #[arg(long)]
+    pub multicast: bool,
     /// The sequencer's polling (`busy` spins its core: for dedicated cores
     /// only).
     #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "busy"])]
@@ -224,7 +233,9 @@ pub fn run_all(args: &SequencerArgs, stop: &Arc<AtomicBool>) -> Outcome {
             }
             let r = match backend {
                 Backend::Mem => run_mem(args, stop),
-                Backend::Afxdp | Backend::Udp => run_net(args, backend, receivers, stop),
+                Backend::Afxdp | Backend::Udp | Backend::Dpdk => {
+                    run_net(args, backend, receivers, stop)
+                }
             };
             match r {
                 Ok(run) => {
@@ -362,7 +373,7 @@ fn fnv(mut h: u64, x: u64) -> u64 {
     h
 }
 
-fn member_cfg(k: u16, receivers: u16) -> BroadcastConfig {
+fn member_cfg(k: u16, receivers: u16, multicast: bool) -> BroadcastConfig {
     let mut cfg = BroadcastConfig::new(
         ProcessId(u64::from(k)),
         GROUP,
@@ -370,6 +381,7 @@ fn member_cfg(k: u16, receivers: u16) -> BroadcastConfig {
         SocketAddrV4::new(MEMBERS_IP, MEMBER_PORT0 + k),
     );
     cfg.sequencer_id = ProcessId(SEQ_ID);
+    cfg.multicast = multicast.then_some(MULTICAST);
     cfg.peers = (1..=receivers)
         .filter(|&j| j != k)
         .map(|j| {
@@ -405,6 +417,10 @@ fn run_net(
             cidr: &format!("{MEMBERS_IP}/24"),
         },
     )?;
+    for ns in [&vnf_ns, &members_ns] {
+        // Where multicast goes (kernel UDP sends need a route for it).
+        ns.ip(&["route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+    }
     let dir = match &args.log_dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("nfvinc-perf-seq-{}", std::process::id())),
@@ -425,7 +441,7 @@ fn run_net(
             hist: new_histogram(),
         }));
         let (st2, m2) = (st.clone(), measuring.clone());
-        let cfg = member_cfg(k, receivers);
+        let cfg = member_cfg(k, receivers, args.multicast);
         let h = members_ns
             .spawn(move || {
                 Broadcast::join_with(cfg, move |e| {
@@ -474,6 +490,9 @@ fn run_net(
     .arg("--control")
     .arg(&control)
     .env("RUST_LOG", "warn");
+    if args.multicast {
+        cmd.args(["--multicast", &MULTICAST.to_string()]);
+    }
     if let Some(c) = args.core {
         cmd.args(["--core", &c.to_string()]);
     }
@@ -609,6 +628,7 @@ fn run_net(
     x.insert("msgs_per_s".into(), json!(run.pps));
     x.insert("order_ok".into(), json!(order_ok));
     x.insert("poll".into(), json!(args.poll));
+    x.insert("multicast".into(), json!(args.multicast));
     x.insert("total_sent".into(), json!(total));
     x.insert(
         "final_delivered_min".into(),

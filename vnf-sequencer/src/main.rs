@@ -26,8 +26,10 @@ use vnf_sequencer::{ProcessId, SequencerConfig};
 /// (reliable, atomic, FIFO-atomic, causal-atomic), NACK gaps, and answer
 /// each other for what the sequencer no longer holds.
 ///
-/// Every member gets one unicast copy of every group frame. Give the
-/// members with --members (or add them later on the control socket).
+/// Every member gets one unicast copy of every group frame, or with
+/// --multicast one frame goes to an IP multicast group and the network
+/// replicates it. Give the members with --members (or add them later on
+/// the control socket).
 ///
 /// Replacing a failed sequencer: start the new one with --replace (or
 /// --epoch N above every epoch the group has seen). It announces the new
@@ -58,6 +60,13 @@ struct Args {
     /// Members, as ID=IPv4[:port] (comma-separated; port default 7500).
     #[arg(long, value_delimiter = ',', value_parser = parse_member)]
     members: Vec<(ProcessId, SocketAddrV4)>,
+    /// Send group frames once, to this IP multicast group and port, rather
+    /// than one copy to each member: the network replicates them (members
+    /// on one link or bridge, or behind a multicast router). Members must
+    /// join it (libnfvinc `BroadcastConfig::multicast`); repairs and epoch
+    /// messages stay unicast.
+    #[arg(long, value_parser = parse_multicast)]
+    multicast: Option<SocketAddrV4>,
     /// Take over the group from a sequencer that failed, in a new epoch
     /// (from the wall clock, tenths of a second since 2024, unless --epoch
     /// gives it).
@@ -92,6 +101,14 @@ fn parse_member(s: &str) -> Result<(ProcessId, SocketAddrV4), String> {
         .parse::<u64>()
         .map_err(|_| format!("{id:?} is not a process id"))?;
     Ok((ProcessId(id), parse_addr(addr)?))
+}
+
+fn parse_multicast(s: &str) -> Result<SocketAddrV4, String> {
+    let a: SocketAddrV4 = s.parse().map_err(|_| format!("{s:?} is not IPv4:port"))?;
+    if !a.ip().is_multicast() {
+        return Err(format!("{} is not a multicast address", a.ip()));
+    }
+    Ok(a)
 }
 
 fn main() {
@@ -156,7 +173,10 @@ fn run(args: Args) -> Result<()> {
                 .flatten(),
         })
         .collect();
-    let book = Book::new(endpoint.listen, local_mac, &members);
+    let mut book = Book::new(endpoint.listen, local_mac, &members);
+    if let Some(g) = args.multicast {
+        book = book.with_multicast(g);
+    }
     let mut service = SeqService::new(cfg, epoch, book, args.port, afxdp);
     let _control = match &args.control {
         Some(path) => {

@@ -16,6 +16,11 @@
 //! member must have delivered the same sequence, holding every message sent
 //! exactly once, each sender's messages in its send order.
 //!
+//! The whole runs again on a bridged topology (one subnet, the fault
+//! injector on every bridge port), where the sequencer sends each group
+//! frame once to an IP multicast group the members join, and the bridge
+//! replicates it.
+//!
 //! The members are this test binary run again in a role (an environment
 //! variable says which), so that they are separate processes.
 
@@ -24,6 +29,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +42,25 @@ use vnf_sequencer::{Mode, ProcessId};
 
 const SEQ_PORT: u16 = 7500;
 const MEMBER_PORT: u16 = 7600;
-const SEQ_ADDR: Ipv4Addr = Ipv4Addr::new(10, 81, 0, 2);
+/// The group's multicast address, in the bridged topology.
+const MULTICAST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 8, 0, 1), 7599);
+
+/// Whether this run is on the bridged topology, the sequencer sending
+/// group frames once to `MULTICAST`; children learn it from
+/// `NFV_SEQ_MCAST`.
+static BRIDGED: AtomicBool = AtomicBool::new(false);
+
+fn bridged() -> bool {
+    BRIDGED.load(Ordering::Relaxed)
+}
+
+fn seq_addr() -> Ipv4Addr {
+    if bridged() {
+        Ipv4Addr::new(10, 83, 0, 100)
+    } else {
+        Ipv4Addr::new(10, 81, 0, 2)
+    }
+}
 const GROUP: u64 = 7;
 const MEMBERS: u8 = 8;
 /// Members 6, 7 and 8 send; all eight receive.
@@ -47,7 +71,11 @@ const LOSS: f64 = 0.01;
 const BIN: &str = env!("CARGO_BIN_EXE_vnf-sequencer");
 
 fn host_addr(k: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 82, k, 2)
+    if bridged() {
+        Ipv4Addr::new(10, 83, 0, k)
+    } else {
+        Ipv4Addr::new(10, 82, k, 2)
+    }
 }
 
 fn member_addr(k: u8) -> SocketAddrV4 {
@@ -65,6 +93,7 @@ fn mode_of(k: u8) -> Mode {
 fn main() {
     if let Ok(k) = std::env::var("NFV_SEQ_MEMBER") {
         die_with_parent();
+        BRIDGED.store(std::env::var("NFV_SEQ_MCAST").is_ok(), Ordering::Relaxed);
         member(k.parse().expect("member number"));
         return;
     }
@@ -72,11 +101,22 @@ fn main() {
         panic!("these tests build network namespaces and attach XDP programs: {e}");
     }
     let started = Instant::now();
-    for backend in ["afxdp", "udp"] {
+    for (backend, bridged) in [
+        ("afxdp", false),
+        ("udp", false),
+        ("afxdp", true),
+        ("udp", true),
+    ] {
+        BRIDGED.store(bridged, Ordering::Relaxed);
+        let how = if bridged {
+            "bridge, multicast"
+        } else {
+            "router, unicast"
+        };
         let t = Instant::now();
-        println!("seq_net on {backend} ...");
+        println!("seq_net on {backend} ({how}) ...");
         scenario(backend);
-        println!("seq_net on {backend}: ok ({:.1?})", t.elapsed());
+        println!("seq_net on {backend} ({how}): ok ({:.1?})", t.elapsed());
     }
     println!("seq_net: all ok ({:.1?})", started.elapsed());
 }
@@ -96,10 +136,11 @@ fn member(k: u8) {
     let mut cfg = BroadcastConfig::new(
         ProcessId(u64::from(k)),
         GROUP,
-        SocketAddrV4::new(SEQ_ADDR, SEQ_PORT),
+        SocketAddrV4::new(seq_addr(), SEQ_PORT),
         member_addr(k),
     );
     cfg.sequencer_id = ProcessId(100);
+    cfg.multicast = bridged().then_some(MULTICAST);
     cfg.peers = (1..=MEMBERS)
         .filter(|&j| j != k)
         .map(|j| (ProcessId(u64::from(j)), member_addr(j)))
@@ -190,24 +231,43 @@ struct Topology {
 }
 
 impl Topology {
+    /// Routed: a router with one port (and subnet) per host and an
+    /// uplink to the sequencer. Bridged: a bridge joining every host and
+    /// the sequencer on one subnet, where multicast reaches every member.
     fn new() -> Self {
         let router = Netns::new("sqsw").unwrap();
         let vnf = Netns::new("sqvnf").unwrap();
+        let cidr = |k: u8, sw: bool| match (bridged(), sw) {
+            // Switch ports are re-addressed below (a bridge port has none).
+            (true, true) => format!("10.86.{k}.1/32"),
+            (false, true) => format!("10.82.{k}.1/24"),
+            (_, false) => format!("{}/24", host_addr(k)),
+        };
         veth(
             End {
                 ns: &router,
                 ifname: "uplink",
-                cidr: "10.81.0.1/24",
+                cidr: if bridged() {
+                    "10.86.0.1/32"
+                } else {
+                    "10.81.0.1/24"
+                },
             },
             End {
                 ns: &vnf,
                 ifname: "eth0",
-                cidr: &format!("{SEQ_ADDR}/24"),
+                cidr: &format!("{}/24", seq_addr()),
             },
         )
         .unwrap();
-        vnf.ip(&["route", "add", "default", "via", "10.81.0.1"])
-            .unwrap();
+        if bridged() {
+            // Multicast leaves by eth0 (the kernel UDP backend needs a route).
+            vnf.ip(&["route", "add", "224.0.0.0/4", "dev", "eth0"])
+                .unwrap();
+        } else {
+            vnf.ip(&["route", "add", "default", "via", "10.81.0.1"])
+                .unwrap();
+        }
         let mut hosts = Vec::new();
         for k in 1..=MEMBERS {
             let h = Netns::new(&format!("sqh{k}")).unwrap();
@@ -215,22 +275,37 @@ impl Topology {
                 End {
                     ns: &router,
                     ifname: &format!("p{k}"),
-                    cidr: &format!("10.82.{k}.1/24"),
+                    cidr: &cidr(k, true),
                 },
                 End {
                     ns: &h,
                     ifname: "eth0",
-                    cidr: &format!("{}/24", host_addr(k)),
+                    cidr: &cidr(k, false),
                 },
             )
             .unwrap();
-            h.ip(&["route", "add", "default", "via", &format!("10.82.{k}.1")])
-                .unwrap();
+            if !bridged() {
+                h.ip(&["route", "add", "default", "via", &format!("10.82.{k}.1")])
+                    .unwrap();
+            }
             hosts.push(h);
         }
-        router
-            .exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
-            .unwrap();
+        if bridged() {
+            router
+                .ip(&["link", "add", "br0", "type", "bridge"])
+                .unwrap();
+            let ports =
+                std::iter::once("uplink".to_string()).chain((1..=MEMBERS).map(|k| format!("p{k}")));
+            for port in ports {
+                router.ip(&["addr", "flush", "dev", &port]).unwrap();
+                router.ip(&["link", "set", &port, "master", "br0"]).unwrap();
+            }
+            router.ip(&["link", "set", "br0", "up"]).unwrap();
+        } else {
+            router
+                .exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
+                .unwrap();
+        }
         Self { router, vnf, hosts }
     }
 
@@ -287,6 +362,14 @@ fn start_member(topo: &Topology, k: u8, out: &Path, lines: &mpsc::Sender<(u8, St
         .command(exe)
         .env("NFV_SEQ_MEMBER", k.to_string())
         .env("NFV_SEQ_OUT", out)
+        .env(
+            if bridged() {
+                "NFV_SEQ_MCAST"
+            } else {
+                "NFV_SEQ_UNICAST"
+            },
+            "1",
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -331,6 +414,9 @@ fn start_sequencer(topo: &Topology, backend: &str, control: &Path, epoch: Option
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if bridged() {
+        args.extend(["--multicast".into(), MULTICAST.to_string()]);
+    }
     match epoch {
         None => args.extend(["--id".into(), "100".into()]),
         Some(e) => args.extend(["--id".into(), "101".into(), "--epoch".into(), e.to_string()]),
@@ -452,6 +538,17 @@ fn scenario(backend: &str) {
     }
     let c = call(&control2, &json!({"op": "counters"})).unwrap();
     println!("  replacement: {c}");
+    if bridged() {
+        // One send per group frame: only repairs go to single members.
+        let (tx, frames) = (
+            c["tx_frames"].as_u64().unwrap(),
+            c["frames"].as_u64().unwrap(),
+        );
+        assert!(
+            tx < frames + frames / 2 + 100,
+            "{tx} frames sent for {frames} group frames: not multicast"
+        );
+    }
     let mut dropped = 0;
     for f in &faults {
         dropped += f.counters().unwrap().dropped;

@@ -8,13 +8,27 @@
 //! messages carry the stamped batches out and no buffer changes hands),
 //! the rest by [`Vnf::emit`] into fresh frames. Each NFVinc message the
 //! core writes is written once into a scratch buffer, its checksum sum
-//! taken once, and copied into one unicast frame per destination:
-//! [`Dest::Group`] fans out to every member of the [`Book`]. Group
-//! delivery is thus one frame per member from userspace, not replication
-//! in the network: the members of a test or of one NFVI host sit behind
-//! one router port each, with no multicast routing between namespaces, and
-//! the copies cost the sequencer a `memcpy` of at most one frame each
-//! (batching keeps frames few). Nothing is allocated per packet.
+//! taken once, and copied into the frames of its destinations. Nothing is
+//! allocated per packet.
+//!
+//! Group delivery ([`Dest::Group`]) has two forms:
+//!
+//! * **IP multicast** ([`Book::with_multicast`], `--multicast`): one frame
+//!   per group frame, to a multicast group every member joins; the network
+//!   replicates it (a bridge or a veth link on one host, a switch with
+//!   IGMP snooping or a multicast router beyond). The sequencer's cost per
+//!   group frame stays one send whatever the group's size, which is what
+//!   lets large groups keep up (`nfvinc-perf sequencer --multicast`). It
+//!   needs members on one layer-2 segment or multicast routing between
+//!   them.
+//! * **Unicast copies** (the default): one frame per member of the
+//!   [`Book`], for members behind plain routers (one router port each, no
+//!   multicast routing, as in a routed NFVI or the router topology of the
+//!   tests). Each copy costs a `memcpy` of at most one frame; batching keeps
+//!   frames few.
+//!
+//! Repairs, TooOld answers and epoch-change messages always go to one
+//! process.
 //!
 //! Timers are the core's `poll_timeout` (heartbeats, epoch-change
 //! retries), turned into the worker's wake-up; the control socket is read
@@ -124,6 +138,8 @@ pub struct Book {
     /// Source MAC of the last frame received: the next hop of anyone whose
     /// own is not known (members sit behind a router).
     last_hop: Option<MacAddr>,
+    /// The IP multicast group group frames go to, as a pseudo-member.
+    multicast: Option<MemberAddr>,
 }
 
 impl Book {
@@ -137,6 +153,7 @@ impl Book {
             by_id: HashMap::new(),
             by_ip: HashMap::new(),
             last_hop: None,
+            multicast: None,
         };
         for m in members {
             b.add(*m);
@@ -151,6 +168,25 @@ impl Book {
             None => self.members.push(m),
         }
         self.reindex();
+    }
+
+    /// Sends group frames once, to IP multicast `group` (members join it),
+    /// instead of one copy per member: the link (a bridge, a veth) or the
+    /// switch replicates them. Repairs and epoch messages stay unicast.
+    pub fn with_multicast(mut self, group: SocketAddrV4) -> Self {
+        let ip = group.ip().octets();
+        self.multicast = Some(MemberAddr {
+            id: ProcessId(u64::MAX),
+            addr: group,
+            // RFC 1112: 01:00:5e and the group's low 23 bits.
+            mac: Some([0x01, 0x00, 0x5e, ip[1] & 0x7f, ip[2], ip[3]]),
+        });
+        self
+    }
+
+    /// The multicast group group frames go to, if any.
+    pub fn multicast(&self) -> Option<SocketAddrV4> {
+        self.multicast.map(|m| m.addr)
     }
 
     /// Removes member `id`; false when there was none.
@@ -392,6 +428,9 @@ impl SeqService {
             };
             loop {
                 let member = match fan.dest {
+                    Dest::Group if self.book.multicast.is_some() => {
+                        self.book.multicast.filter(|_| fan.next == 0)
+                    }
                     Dest::Group => self.book.members.get(fan.next).copied(),
                     Dest::Process(p) if fan.next == 0 => match self.book.by_id.get(&p) {
                         Some(&i) => Some(self.book.members[i]),
@@ -493,6 +532,7 @@ impl SeqService {
             "epoch": self.core.epoch(),
             "recovering": self.core.is_recovering(),
             "members": members,
+            "multicast": self.book.multicast().map(|g| g.to_string()),
         })
     }
 
@@ -752,6 +792,28 @@ mod tests {
         let sent = step(&mut svc, &mut io);
         assert_eq!(sent.len(), 1);
         assert_eq!(UdpFrame::parse(&sent[0][..]).unwrap().dst(), member(2).addr);
+    }
+
+    #[test]
+    fn with_multicast_a_group_frame_is_sent_once() {
+        let members = [member(1), member(2), member(3)];
+        let group = SocketAddrV4::new(Ipv4Addr::new(239, 8, 0, 1), 7599);
+        let cfg = SequencerConfig::new(ProcessId(100), GROUP);
+        let book = Book::new(SEQ, [2; 6], &members).with_multicast(group);
+        let mut svc = SeqService::new(cfg, None, book, SEQ.port(), true);
+        let mut io = MemIo::new(MemConfig::default()).unwrap();
+        for q in 1..=5 {
+            io.inject(&data_frame(&members[0], q)).unwrap();
+        }
+        let sent = step(&mut svc, &mut io);
+        assert_eq!(sent.len(), 1);
+        let f = UdpFrame::parse(&sent[0][..]).unwrap();
+        f.check_udp_checksum().expect("UDP checksum");
+        assert_eq!(f.dst(), group);
+        assert_eq!(
+            f.ethernet().dst_addr(),
+            [0x01, 0x00, 0x5e, 0x08, 0x00, 0x01]
+        );
     }
 
     #[test]
