@@ -154,7 +154,9 @@ fn run(args: Args) -> Result<()> {
     let mut endpoint = Endpoint::open(&args.dataplane, args.port)?;
     let queues = std::mem::take(&mut endpoint.queues);
     let iface = args.dataplane.iface.as_str();
-    let afxdp = args.dataplane.backend == Backend::Afxdp;
+    // Every backend but kernel UDP sends whole Ethernet frames: they need
+    // the next hop's MAC and a UDP checksum of our own.
+    let afxdp = args.dataplane.backend != Backend::Udp;
     let local_mac = if afxdp {
         iface_mac(iface).with_context(|| format!("reading the MAC address of {iface}"))?
     } else {
@@ -166,7 +168,7 @@ fn run(args: Args) -> Result<()> {
         .map(|&(id, addr)| MemberAddr {
             id,
             addr,
-            // On AF_XDP the frames carry the next hop's MAC; the kernel
+            // Raw frames carry the next hop's MAC; the kernel
             // resolves it (members behind one router resolve once).
             mac: afxdp
                 .then(|| resolve(iface, addr, Duration::from_millis(500)))
