@@ -156,8 +156,8 @@ fn run(args: Args) -> Result<()> {
     let iface = args.dataplane.iface.as_str();
     // Every backend but kernel UDP sends whole Ethernet frames: they need
     // the next hop's MAC and a UDP checksum of our own.
-    let afxdp = args.dataplane.backend != Backend::Udp;
-    let local_mac = if afxdp {
+    let raw_frames = args.dataplane.backend != Backend::Udp;
+    let local_mac = if raw_frames {
         iface_mac(iface).with_context(|| format!("reading the MAC address of {iface}"))?
     } else {
         [0; 6]
@@ -170,7 +170,7 @@ fn run(args: Args) -> Result<()> {
             addr,
             // Raw frames carry the next hop's MAC; the kernel
             // resolves it (members behind one router resolve once).
-            mac: afxdp
+            mac: raw_frames
                 .then(|| resolve(iface, addr, Duration::from_millis(500)))
                 .flatten(),
         })
@@ -179,7 +179,7 @@ fn run(args: Args) -> Result<()> {
     if let Some(g) = args.multicast {
         book = book.with_multicast(g);
     }
-    let mut service = SeqService::new(cfg, epoch, book, args.port, afxdp);
+    let mut service = SeqService::new(cfg, epoch, book, args.port, raw_frames);
     let _control = match &args.control {
         Some(path) => {
             let (sock, inbox) = ControlSocket::bind(path)
