@@ -104,6 +104,10 @@ pub enum Backend {
     /// In-process, in-memory loopback: the VNF logic alone, no kernel, no
     /// generator process (no root needed).
     Mem,
+    /// DPDK (the VNF built with the `dpdk` feature) reading the veth through
+    /// `net_af_packet`; with `echo --dpdk-null`, the in-process pipeline on
+    /// two `net_null` devices against dpdk-testpmd.
+    Dpdk,
 }
 
 impl Backend {
@@ -113,6 +117,7 @@ impl Backend {
             Backend::Afxdp => "afxdp",
             Backend::Udp => "udp",
             Backend::Mem => "mem",
+            Backend::Dpdk => "dpdk",
         }
     }
 }
@@ -200,6 +205,12 @@ pub struct EchoArgs {
     /// The VNF binary. Default: `vnf-echo` next to this executable.
     #[arg(long, value_name = "PATH")]
     pub vnf_bin: Option<PathBuf>,
+
+    /// With `--backend dpdk`: measure the echo pipeline in process on two
+    /// DPDK `net_null` devices, and dpdk-testpmd on the same, instead of
+    /// the VNF process over the veth (needs the `dpdk` feature).
+    #[arg(long)]
+    pub dpdk_null: bool,
 
     /// The VNF's polling policy (`busy` or `adaptive`); it has its own
     /// core, so it busy-polls by default.

@@ -72,7 +72,8 @@ pub fn run_all(args: &EchoArgs, setup: &Setup) -> Outcome {
         tracing::info!(backend = backend.name(), "starting run");
         let r = match backend {
             Backend::Mem => run_mem(args, setup),
-            Backend::Afxdp | Backend::Udp => run_net(args, backend, setup),
+            Backend::Dpdk if args.dpdk_null => run_dpdk_null(args, setup),
+            Backend::Afxdp | Backend::Udp | Backend::Dpdk => run_net(args, backend, setup),
         };
         match r {
             Ok(run) => {
@@ -242,6 +243,18 @@ fn run_mem(args: &EchoArgs, setup: &Setup) -> anyhow::Result<Run> {
         run.extra.insert("interrupted".into(), json!(true));
     }
     Ok(run)
+}
+
+#[cfg(feature = "dpdk")]
+fn run_dpdk_null(args: &EchoArgs, setup: &Setup) -> anyhow::Result<Run> {
+    crate::dpdk_null::run(args, setup, base_run(args, Backend::Dpdk))
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run_dpdk_null(_: &EchoArgs, _: &Setup) -> anyhow::Result<Run> {
+    bail!(
+        "--dpdk-null: nfvinc-perf was built without the dpdk feature (cargo build --features dpdk)"
+    )
 }
 
 /// What the generator thread hands back.

@@ -20,6 +20,8 @@
 pub mod cli;
 pub mod clock;
 pub mod control;
+#[cfg(feature = "dpdk")]
+pub mod dpdk_null;
 pub mod echo;
 pub mod frame;
 pub mod generator;

@@ -159,7 +159,7 @@ pub fn run_all(args: &PaxosArgs, stop: &Arc<AtomicBool>) -> Outcome {
         }
         let r = match backend {
             Backend::Mem => run_mem(args, stop),
-            Backend::Afxdp | Backend::Udp => run_net(args, backend, stop),
+            Backend::Afxdp | Backend::Udp | Backend::Dpdk => run_net(args, backend, stop),
         };
         match r {
             Ok(run) => {

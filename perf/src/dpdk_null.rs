@@ -1,0 +1,229 @@
+//! `nfvinc-perf echo --backend dpdk --dpdk-null` (feature `dpdk`): the echo
+//! pipeline's own cost on DPDK, with `dpdk-testpmd` as the reference, in
+//! one run.
+//!
+//! Two `net_null` devices: each receive allocates mbufs from our pool and
+//! each transmit frees them, with no wire and no copy, so what is measured
+//! is our pipeline (burst receive through the shim, the echo VNF's
+//! in-place rewrite of every frame, burst transmit). One thread polls both
+//! ports, as testpmd's one forwarding core does in io mode. `net_null` does
+//! not write frame data, so every chunk is prefilled with a UDP frame whose
+//! source and destination are equal: the echo swap leaves it valid, and
+//! every frame received is one the VNF turns around (none dropped).
+//!
+//! Then `dpdk-testpmd --forward-mode=io` (and `macswap`, which, like echo,
+//! touches every frame) forwards between two `net_null` devices for the
+//! same time on one core; its `Tx-pps` samples give its rate.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use dataplane::io::PacketIo;
+use dataplane::io::dpdk::{DpdkIo, DpdkPort, EalConfig, PortConfig, eal};
+use dataplane::wire::FrameSpec;
+use serde_json::json;
+
+use crate::cli::EchoArgs;
+use crate::echo::Setup;
+use crate::frame::{ECHO_PORT, Template};
+use crate::report::Run;
+
+/// Runs our pipeline, then testpmd, on two `net_null` devices each.
+pub fn run(args: &EchoArgs, setup: &Setup, mut run: Run) -> anyhow::Result<Run> {
+    let ours = ours(args, setup)?;
+    let secs = ours.window.as_secs_f64();
+    run.mode = "max".into();
+    run.rate_pps = None;
+    run.in_flight = None;
+    run.duration_s = secs;
+    run.sent = ours.tx;
+    run.received = ours.tx;
+    run.pps = ours.tx as f64 / secs.max(1e-9);
+    run.offered_pps = ours.rx as f64 / secs.max(1e-9);
+    run.ns_per_packet = Some(secs * 1e9 / ours.tx.max(1) as f64);
+    run.latency_kind = "none".into();
+    run.extra.insert("devices".into(), json!("2 x net_null"));
+    run.extra.insert("burst".into(), json!(args.burst));
+    run.extra.insert("dropped".into(), json!(ours.rx - ours.tx));
+    for mode in ["io", "macswap"] {
+        match testpmd(args, mode) {
+            Ok(pps) => {
+                run.extra.insert(format!("testpmd_{mode}_pps"), json!(pps));
+                run.extra
+                    .insert(format!("ratio_to_testpmd_{mode}"), json!(run.pps / pps));
+            }
+            Err(e) => {
+                tracing::warn!("testpmd --forward-mode={mode}: {e:#}");
+                run.extra
+                    .insert(format!("testpmd_{mode}_error"), json!(format!("{e:#}")));
+            }
+        }
+    }
+    Ok(run)
+}
+
+struct Ours {
+    rx: u64,
+    tx: u64,
+    window: Duration,
+}
+
+fn ours(args: &EchoArgs, setup: &Setup) -> anyhow::Result<Ours> {
+    eal::init(&EalConfig::default()).context("starting DPDK")?;
+    let spec = FrameSpec {
+        src_mac: [0x02, 0, 0, 0, 0, 2],
+        dst_mac: [0x02, 0, 0, 0, 0, 2],
+        src_ip: std::net::Ipv4Addr::new(198, 18, 0, 2),
+        dst_ip: std::net::Ipv4Addr::new(198, 18, 0, 2),
+        src_port: ECHO_PORT,
+        dst_port: ECHO_PORT,
+    };
+    let tpl = Template::new(spec, usize::from(args.size), 0, args.checksum)?;
+    let config = PortConfig {
+        burst: usize::from(args.burst),
+        ..PortConfig::default()
+    };
+    let tag = std::process::id();
+    let mut ports: Vec<DpdkIo> = Vec::new();
+    for i in 0..2 {
+        let dev = format!("net_null_perf{tag}_{i},size={}", args.size);
+        let port = DpdkPort::open(&dev, config).with_context(|| format!("opening {dev}"))?;
+        let mut io = port
+            .into_queues()
+            .pop()
+            .ok_or_else(|| anyhow!("{dev} has no queue"))?;
+        io.prefill(tpl.bytes())?;
+        ports.push(io);
+    }
+    let core = args.core_vnf;
+    let (warmup, duration) = (
+        Duration::from_secs_f64(args.warmup),
+        Duration::from_secs_f64(args.duration),
+    );
+    let stop = setup.stop.clone();
+    std::thread::Builder::new()
+        .name("perf-dpdk".into())
+        .spawn(move || -> anyhow::Result<Ours> {
+            dataplane::runtime::pin_current_thread(core);
+            let mut batches: Vec<_> = ports.iter().map(|p| p.new_batch()).collect();
+            let start = Instant::now();
+            let mut base: Option<(Instant, u64, u64)> = None;
+            let (mut rx, mut tx) = (0u64, 0u64);
+            loop {
+                // The clock is read once per 64 rounds: a bounded loop that
+                // costs the pipeline next to nothing.
+                for _ in 0..64 {
+                    for (io, b) in ports.iter_mut().zip(batches.iter_mut()) {
+                        rx += io.recv(b)? as u64;
+                        vnf_echo::reflect(b);
+                        tx += io.send(b)? as u64;
+                        if !b.is_empty() {
+                            io.release(b)?;
+                        }
+                    }
+                }
+                let now = Instant::now();
+                match base {
+                    None if now - start >= warmup => base = Some((now, rx, tx)),
+                    Some((t0, rx0, tx0))
+                        if now - t0 >= duration
+                            || stop.load(std::sync::atomic::Ordering::Relaxed) =>
+                    {
+                        return Ok(Ours {
+                            rx: rx - rx0,
+                            tx: tx - tx0,
+                            window: now - t0,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .context("spawning the DPDK loop")?
+        .join()
+        .map_err(|_| anyhow!("the DPDK loop panicked"))?
+}
+
+/// Runs testpmd in `mode` on two net_null devices for warm-up plus
+/// duration and returns its mean transmit rate (both ports) over the
+/// samples after the warm-up.
+fn testpmd(args: &EchoArgs, mode: &str) -> anyhow::Result<f64> {
+    let bin = which("dpdk-testpmd").ok_or_else(|| {
+        anyhow!("dpdk-testpmd not found in PATH (Debian: apt-get install dpdk-dev)")
+    })?;
+    let huge = if eal::free_huge_pages() > 0 {
+        vec![]
+    } else {
+        vec!["--no-huge".to_string()]
+    };
+    let lcores = format!("{},{}", args.core_gen, args.core_vnf);
+    let size = args.size.to_string();
+    let mut child = Command::new(bin)
+        .args(["-l", &lcores, "-m", "512", "--no-pci", "--no-telemetry"])
+        .args(&huge)
+        .args([
+            "--file-prefix",
+            &format!("nfvinc-testpmd-{}", std::process::id()),
+        ])
+        .args(["--vdev", &format!("net_null0,size={size}")])
+        .args(["--vdev", &format!("net_null1,size={size}")])
+        .args(["--", &format!("--forward-mode={mode}"), "--nb-cores=1"])
+        .args(["--total-num-mbufs=8192", "--stats-period=1"])
+        .arg(format!("--burst={}", args.burst))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting dpdk-testpmd")?;
+    let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let reader = std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(v) = line.trim().strip_prefix("Tx-pps:") {
+                if let Some(n) = v.split_whitespace().next().and_then(|n| n.parse().ok()) {
+                    samples.push(n);
+                }
+            }
+        }
+        samples
+    });
+    std::thread::sleep(Duration::from_secs_f64(args.warmup + args.duration + 1.0));
+    // A newline on stdin makes testpmd stop forwarding and exit.
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"\n");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.wait();
+    let samples: Vec<f64> = reader.join().map_err(|_| anyhow!("reader panicked"))?;
+    // Two lines (one per port) per one-second period; skip the warm-up's.
+    let skip = 2 * (args.warmup.ceil() as usize + 1);
+    let kept: Vec<f64> = samples
+        .chunks(2)
+        .map(|c| c.iter().sum())
+        .skip(skip / 2)
+        .collect();
+    if kept.is_empty() {
+        bail!(
+            "testpmd printed no rate after the warm-up ({} samples)",
+            samples.len()
+        );
+    }
+    Ok(kept.iter().sum::<f64>() / kept.len() as f64)
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
