@@ -722,3 +722,108 @@ fn run(shared: &Shared) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use vnf_sequencer::{Sequencer, SequencerConfig};
+
+    const GROUP: u64 = 9;
+    const SEQ: ProcessId = ProcessId(100);
+
+    /// A sequencer core on a loopback socket, sending group frames to every
+    /// member address in turn, until `stop`.
+    fn sequencer(
+        socket: UdpSocket,
+        members: Vec<(ProcessId, SocketAddr)>,
+        stop: Arc<AtomicBool>,
+    ) -> JoinHandle<()> {
+        std::thread::spawn(move || {
+            let ids: Vec<ProcessId> = members.iter().map(|m| m.0).collect();
+            let mut s = Sequencer::new(
+                SequencerConfig::new(SEQ, GROUP),
+                &ids,
+                Time::monotonic_now(),
+            );
+            socket
+                .set_read_timeout(Some(Duration::from_millis(1)))
+                .unwrap();
+            let (mut buf, mut out) = (vec![0u8; 2048], vec![0u8; 2048]);
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                    let _ = s.handle(Time::monotonic_now(), &buf[..n]);
+                }
+                let now = Time::monotonic_now();
+                if s.poll_timeout().is_some_and(|t| t <= now) {
+                    s.handle_timeout(now);
+                }
+                while let Some(t) = s.poll_transmit(now, &mut out) {
+                    for (id, addr) in &members {
+                        if t.dest == Dest::Group || t.dest == Dest::Process(*id) {
+                            let _ = socket.send_to(&out[..t.len], addr);
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn two_members_deliver_the_same_sequence_of_everything_sent() {
+        let seq_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(seq_addr) = seq_socket.local_addr().unwrap() else {
+            unreachable!("bound to IPv4")
+        };
+        let join = |id: u64| {
+            let mut cfg = BroadcastConfig::new(
+                ProcessId(id),
+                GROUP,
+                seq_addr,
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            );
+            cfg.sequencer_id = SEQ;
+            Broadcast::join(cfg).unwrap()
+        };
+        let (a, b) = (join(1), join(2));
+        let members = vec![
+            (ProcessId(1), a.local_addr().unwrap()),
+            (ProcessId(2), b.local_addr().unwrap()),
+        ];
+        let stop = Arc::new(AtomicBool::new(false));
+        let seq = sequencer(seq_socket, members, stop.clone());
+        const N: u64 = 300;
+        let t = Duration::from_secs(5);
+        for i in 0..N {
+            a.send(Mode::Atomic, &i.to_be_bytes(), t).unwrap();
+            let batch = [i.to_be_bytes(); 1];
+            assert_eq!(b.send_batch(Mode::Fifo, &batch, t).unwrap(), 1);
+        }
+        let mut logs = Vec::new();
+        for m in [&a, &b] {
+            let mut log = Vec::new();
+            while (log.len() as u64) < 2 * N {
+                match m.recv(t).unwrap() {
+                    Some(Received::Message(d)) => {
+                        assert_eq!(d.payload, (d.sender_seq - 1).to_be_bytes());
+                        log.push((d.seq, d.sender, d.sender_seq));
+                    }
+                    other => panic!("member {:?}: {other:?}", m.id()),
+                }
+            }
+            logs.push(log);
+        }
+        stop.store(true, Ordering::Relaxed);
+        seq.join().unwrap();
+        assert_eq!(logs[0], logs[1], "the members disagree");
+        for s in [ProcessId(1), ProcessId(2)] {
+            let qs: Vec<u64> = logs[0].iter().filter(|e| e.1 == s).map(|e| e.2).collect();
+            assert_eq!(qs, (1..=N).collect::<Vec<_>>(), "sender {s:?}'s messages");
+        }
+        assert_eq!(a.outstanding(), 0);
+        assert!(matches!(
+            a.send(Mode::Atomic, &[0u8; 4000], t),
+            Err(BroadcastError::TooLarge { .. })
+        ));
+    }
+}
