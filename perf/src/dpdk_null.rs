@@ -32,7 +32,7 @@ use crate::report::Run;
 
 /// Runs our pipeline, then testpmd, on two `net_null` devices each.
 pub fn run(args: &EchoArgs, setup: &Setup, mut run: Run) -> anyhow::Result<Run> {
-    let ours = ours(args, setup)?;
+    let ours = ours(args, setup, true)?;
     let secs = ours.window.as_secs_f64();
     run.mode = "max".into();
     run.rate_pps = None;
@@ -47,12 +47,20 @@ pub fn run(args: &EchoArgs, setup: &Setup, mut run: Run) -> anyhow::Result<Run> 
     run.extra.insert("devices".into(), json!("2 x net_null"));
     run.extra.insert("burst".into(), json!(args.burst));
     run.extra.insert("dropped".into(), json!(ours.rx - ours.tx));
+    // The same loop with a VNF that forwards frames untouched: the
+    // backend's own cost, what testpmd's io mode measures for DPDK's.
+    let bare = ours_rate(&ours_bare(args, setup)?);
+    run.extra.insert("untouched_pps".into(), json!(bare));
     for mode in ["io", "macswap"] {
         match testpmd(args, mode) {
             Ok(pps) => {
                 run.extra.insert(format!("testpmd_{mode}_pps"), json!(pps));
                 run.extra
                     .insert(format!("ratio_to_testpmd_{mode}"), json!(run.pps / pps));
+                run.extra.insert(
+                    format!("untouched_ratio_to_testpmd_{mode}"),
+                    json!(bare / pps),
+                );
             }
             Err(e) => {
                 tracing::warn!("testpmd --forward-mode={mode}: {e:#}");
@@ -70,7 +78,17 @@ struct Ours {
     window: Duration,
 }
 
-fn ours(args: &EchoArgs, setup: &Setup) -> anyhow::Result<Ours> {
+fn ours_rate(o: &Ours) -> f64 {
+    o.tx as f64 / o.window.as_secs_f64().max(1e-9)
+}
+
+fn ours_bare(args: &EchoArgs, setup: &Setup) -> anyhow::Result<Ours> {
+    ours(args, setup, false)
+}
+
+/// Our loop over two fresh net_null ports; `echo`: the echo VNF rewrites
+/// every frame, else frames go back out untouched.
+fn ours(args: &EchoArgs, setup: &Setup, echo: bool) -> anyhow::Result<Ours> {
     eal::init(&EalConfig::default()).context("starting DPDK")?;
     let spec = FrameSpec {
         src_mac: [0x02, 0, 0, 0, 0, 2],
@@ -85,10 +103,10 @@ fn ours(args: &EchoArgs, setup: &Setup) -> anyhow::Result<Ours> {
         burst: usize::from(args.burst),
         ..PortConfig::default()
     };
-    let tag = std::process::id();
+    let tag = if echo { "e" } else { "u" };
     let mut ports: Vec<DpdkIo> = Vec::new();
     for i in 0..2 {
-        let dev = format!("net_null_perf{tag}_{i},size={}", args.size);
+        let dev = format!("net_null_perf{tag}{i},size={}", args.size);
         let port = DpdkPort::open(&dev, config).with_context(|| format!("opening {dev}"))?;
         let mut io = port
             .into_queues()
@@ -117,7 +135,9 @@ fn ours(args: &EchoArgs, setup: &Setup) -> anyhow::Result<Ours> {
                 for _ in 0..64 {
                     for (io, b) in ports.iter_mut().zip(batches.iter_mut()) {
                         rx += io.recv(b)? as u64;
-                        vnf_echo::reflect(b);
+                        if echo {
+                            vnf_echo::reflect(b);
+                        }
                         tx += io.send(b)? as u64;
                         if !b.is_empty() {
                             io.release(b)?;
