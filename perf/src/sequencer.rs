@@ -31,7 +31,8 @@
 //! The JSON report has the echo scenario's shape (`runs`: scenario,
 //! backend, duration_s, sent, received, lost, pps, latency_ns…) plus
 //! `receivers`, `senders`, `msgs_per_s`, `order_ok` and the sequencer's
-//! counters.
+//! counters, and `msgs_per_s_vs_udp` (the ratio to the kernel-UDP run of
+//! the same group size).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
@@ -190,8 +191,12 @@ pub fn main(args: &SequencerArgs) -> anyhow::Result<ExitCode> {
         print!("{}", outcome.report.table());
         for r in &outcome.report.runs {
             let x = |k: &str| r.extra.get(k).cloned().unwrap_or(Value::Null);
+            let vs = match x("msgs_per_s_vs_udp").as_f64() {
+                Some(v) => format!(" ({v:.2}x udp)"),
+                None => String::new(),
+            };
             println!(
-                "{} receivers={}: msgs/s {:.0} at every receiver, p50 {} ns, p99 {} ns, order_ok {}",
+                "{} receivers={}: msgs/s {:.0}{vs} at every receiver, p50 {} ns, p99 {} ns, order_ok {}",
                 r.backend,
                 x("receivers"),
                 r.pps,
@@ -247,6 +252,29 @@ pub fn run_all(args: &SequencerArgs, stop: &Arc<AtomicBool>) -> Outcome {
                 }
                 Err(e) => out.errors.push(format!("{what}: {e:#}")),
             }
+        }
+    }
+    // The table's ratios are to the first kernel-UDP run; the fair
+    // comparison is with the UDP run of the same group size.
+    let udp: Vec<(Value, f64)> = out
+        .report
+        .runs
+        .iter()
+        .filter(|r| r.backend == "udp")
+        .map(|r| {
+            (
+                r.extra.get("receivers").cloned().unwrap_or(Value::Null),
+                r.pps,
+            )
+        })
+        .collect();
+    for r in &mut out.report.runs {
+        let receivers = r.extra.get("receivers").cloned().unwrap_or(Value::Null);
+        if let Some((_, base)) = udp.iter().find(|(n, _)| *n == receivers)
+            && *base > 0.0
+        {
+            r.extra
+                .insert("msgs_per_s_vs_udp".into(), json!(r.pps / base));
         }
     }
     out
