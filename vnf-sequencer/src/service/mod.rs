@@ -817,6 +817,55 @@ mod tests {
     }
 
     #[test]
+    fn control_operations_change_the_group_and_the_epoch() {
+        use dataplane::control::{CallError, ControlSocket, call};
+        let dir = std::env::temp_dir().join(format!("seq-svc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.sock");
+        let (_sock, inbox) = ControlSocket::bind(&path).unwrap();
+        let mut svc = service(&[member(1)]).with_control(inbox);
+        let mut io = MemIo::new(MemConfig::default()).unwrap();
+        let p = path.clone();
+        let client = std::thread::spawn(move || {
+            let ask = |v: Json| call(&p, &v);
+            let g = ask(json!({"op": "add", "process": 2, "addr": "10.0.2.2:7600"})).unwrap();
+            assert_eq!(g["members"].as_array().unwrap().len(), 2);
+            let g = ask(json!({"op": "remove", "process": 1})).unwrap();
+            assert_eq!(
+                g["members"],
+                json!([{"process": 2, "addr": "10.0.2.2:7600"}])
+            );
+            assert!(matches!(
+                ask(json!({"op": "remove", "process": 1})),
+                Err(CallError::Refused(_))
+            ));
+            assert!(ask(json!({"op": "add", "process": 3, "addr": "nowhere"})).is_err());
+            assert!(
+                ask(json!({"op": "replace", "epoch": 1})).is_err(),
+                "not above"
+            );
+            let g = ask(json!({"op": "replace", "epoch": 5})).unwrap();
+            assert_eq!(
+                (g["epoch"].clone(), g["recovering"].clone()),
+                (json!(5), json!(true))
+            );
+            assert_eq!(ask(json!({"op": "health"})).unwrap()["status"], "ok");
+            assert!(ask(json!({"op": "counters"})).unwrap()["stamped"].is_u64());
+            assert!(ask(json!({"op": "launch"})).is_err());
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !client.is_finished() {
+            assert!(Instant::now() < deadline, "control operations not answered");
+            step(&mut svc, &mut io);
+            std::thread::sleep(HOUSEKEEPING);
+        }
+        client.join().unwrap();
+        assert_eq!(svc.book().ids(), [ProcessId(2)]);
+        assert_eq!(svc.core().epoch(), 5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn addresses_parse_with_a_default_port() {
         assert_eq!(
             parse_addr("10.1.2.3").unwrap(),
