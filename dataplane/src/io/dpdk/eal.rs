@@ -64,12 +64,23 @@ impl EalConfig {
     /// The argument vector `rte_eal_init` gets (program name first).
     pub fn args(&self) -> Vec<String> {
         let mut a = vec!["nfvinc".to_string()];
-        let cores = self
-            .cores
-            .clone()
-            .unwrap_or_else(|| first_allowed_core().to_string());
-        a.extend(["-l".into(), cores]);
-        a.extend(["-m".into(), self.memory_mb.to_string()]);
+        // EAL refuses a second core list or memory size: `extra` wins.
+        let given = |opts: &[&str]| {
+            self.extra.iter().any(|e| {
+                opts.iter()
+                    .any(|o| e == o || (e.starts_with(o) && e[o.len()..].starts_with('=')))
+            })
+        };
+        if !given(&["-l", "-c", "--lcores"]) {
+            let cores = self
+                .cores
+                .clone()
+                .unwrap_or_else(|| first_allowed_core().to_string());
+            a.extend(["-l".into(), cores]);
+        }
+        if !given(&["-m", "--socket-mem"]) {
+            a.extend(["-m".into(), self.memory_mb.to_string()]);
+        }
         let huge = match self.huge {
             HugePages::On => true,
             HugePages::Off => false,
@@ -223,5 +234,13 @@ mod tests {
             a.join(" ")
                 .contains(&format!("nfvinc-{}", std::process::id()))
         );
+        let own = EalConfig {
+            cores: Some("0".into()),
+            extra: vec!["-l".into(), "3".into(), "--socket-mem=512".into()],
+            ..EalConfig::default()
+        };
+        let a = own.args().join(" ");
+        assert!(!a.contains("-l 0") && !a.contains("-m 256"), "{a}");
+        assert!(a.ends_with("-l 3 --socket-mem=512"), "{a}");
     }
 }
