@@ -150,6 +150,8 @@ struct State {
     handler: Option<Handler>,
     queue: VecDeque<Received>,
     lagged: u64,
+    /// Application threads waiting on `changed`.
+    waiters: u32,
     /// Frames being written for one `sendmmsg`.
     out: Vec<Vec<u8>>,
     error: Option<String>,
@@ -167,6 +169,24 @@ struct Shared {
 }
 
 impl Shared {
+    /// Waits on `changed` for at most `left`, counted as a waiter so that
+    /// the background thread wakes someone only when someone waits (a
+    /// futex call per received burst otherwise).
+    fn wait<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        left: Duration,
+    ) -> Result<MutexGuard<'a, State>, BroadcastError> {
+        st.waiters += 1;
+        let mut st = self
+            .changed
+            .wait_timeout(st, left)
+            .map_err(|_| BroadcastError::Closed)?
+            .0;
+        st.waiters -= 1;
+        Ok(st)
+    }
+
     /// Sends everything the core has to send.
     fn flush(&self, st: &mut State) {
         let now = Time::monotonic_now();
@@ -464,6 +484,7 @@ impl Broadcast {
                 handler,
                 queue: VecDeque::new(),
                 lagged: 0,
+                waiters: 0,
                 out: (0..DRAIN)
                     .map(|_| vec![0; cfg.member.max_frame.max(64)])
                     .collect(),
@@ -532,12 +553,7 @@ impl Broadcast {
                     let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                         return Err(BroadcastError::WindowFull(timeout));
                     };
-                    st = self
-                        .shared
-                        .changed
-                        .wait_timeout(st, left)
-                        .map_err(|_| BroadcastError::Closed)?
-                        .0;
+                    st = self.shared.wait(st, left)?;
                     if st.error.is_some() {
                         return Err(BroadcastError::Closed);
                     }
@@ -577,12 +593,7 @@ impl Broadcast {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return Err(BroadcastError::WindowFull(timeout));
             };
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, left)
-                .map_err(|_| BroadcastError::Closed)?
-                .0;
+            st = self.shared.wait(st, left)?;
             if st.error.is_some() {
                 return Err(BroadcastError::Closed);
             }
@@ -603,12 +614,7 @@ impl Broadcast {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return Ok(None);
             };
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, left)
-                .map_err(|_| BroadcastError::Closed)?
-                .0;
+            st = self.shared.wait(st, left)?;
         }
     }
 
@@ -716,8 +722,9 @@ fn run(shared: &Shared) {
         }
         let delivered = drain_events(&mut st);
         shared.flush(&mut st);
+        let waiting = st.waiters > 0;
         drop(st);
-        if delivered || n > 0 {
+        if waiting && (delivered || n > 0) {
             shared.changed.notify_all();
         }
     }
