@@ -21,6 +21,11 @@ struct Vnf(Child);
 
 impl Vnf {
     fn start(pair: &Pair, backend: &str) -> Self {
+        Self::start_with(pair, backend, &[])
+    }
+
+    /// As `start`, with further arguments for the VNF.
+    fn start_with(pair: &Pair, backend: &str, extra: &[&str]) -> Self {
         let mut child = pair
             .b
             .ns
@@ -35,6 +40,7 @@ impl Vnf {
                 "--bind",
                 "copy",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -203,6 +209,36 @@ fn echo_on_dpdk_af_packet_returns_every_datagram() {
     let counters = vnf.stop();
     assert!(
         counters.contains(&format!("\"tx_packets\":{N}")),
+        "{counters}"
+    );
+}
+
+/// DPDK with two queue pairs (`net_af_packet` fans flows out over them):
+/// four clients on their own source ports, every datagram back, and the
+/// VNF's summed counters count each once.
+#[cfg(feature = "dpdk")]
+#[test]
+fn echo_on_dpdk_with_two_queues_returns_every_datagram() {
+    require_root();
+    let pair = Pair::new(
+        "echodq",
+        PairOptions {
+            queues: 2,
+            ..PairOptions::default()
+        },
+    )
+    .unwrap();
+    let vnf = Vnf::start_with(&pair, "dpdk", &["--queues", "2"]);
+    const N: u32 = 5_000;
+    let clients: Vec<_> = (0..4)
+        .map(|_| pair.a.ns.spawn(|| echo_client(N, 32)))
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap().unwrap().len(), N as usize);
+    }
+    let counters = vnf.stop();
+    assert!(
+        counters.contains(&format!("\"tx_packets\":{}", 4 * N)),
         "{counters}"
     );
 }
