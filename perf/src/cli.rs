@@ -401,7 +401,6 @@ mod tests {
             ("echo --backend udp --warmup 61", "at most 60"),
             ("echo --backend udp --rate 0", "rate"),
             ("echo --backend udp --closed-loop 0", "closed-loop"),
-            ("echo --backend dpdk", "dpdk"),
             ("echo --backend udp --queues 0", "queues"),
             ("echo --backend udp --burst 65", "burst"),
             ("echo", "--backend"),
@@ -409,6 +408,15 @@ mod tests {
             let e = parse(args).expect_err(args).to_string();
             assert!(e.contains(needle), "{args}: {e}");
         }
+    }
+
+    #[test]
+    fn dpdk_is_a_backend_like_the_others() {
+        let a = parse("echo --backend dpdk,afxdp,udp --duration 2").unwrap();
+        assert_eq!(a.backend, [Backend::Dpdk, Backend::Afxdp, Backend::Udp]);
+        assert!(!a.dpdk_null);
+        assert!(parse("echo --backend dpdk --dpdk-null").unwrap().dpdk_null);
+        assert_eq!(Backend::Dpdk.name(), "dpdk");
     }
 
     #[test]
