@@ -3,7 +3,9 @@
 //! * [`wire`]: zero-copy typed views over Ethernet II, IPv4, UDP and the common
 //!   NFVinc header, with checksums (full and incremental, RFC 1624).
 //! * [`io`]: the batched [`io::PacketIo`] trait and its backends: AF_XDP
-//!   ([`io::afxdp`]), kernel UDP ([`io::udp`]) and in-memory ([`io::mem`]).
+//!   ([`io::afxdp`]), kernel UDP ([`io::udp`]), in-memory ([`io::mem`]) and,
+//!   with the cargo feature `dpdk` (off by default), DPDK's poll-mode
+//!   drivers (`io::dpdk`).
 //! * [`runtime`]: pinned run-to-completion workers, the optional pipeline mode
 //!   and the polling policies.
 //! * [`control`]: the local control socket (JSON lines over a Unix socket)

@@ -84,7 +84,7 @@ impl IoCounters {
 
 /// A source and sink of Ethernet frames, polled in bursts by one thread.
 pub trait PacketIo: Send {
-    /// A short name for logs and reports (`afxdp`, `udp`, `mem`).
+    /// A short name for logs and reports (`afxdp`, `udp`, `mem`, `dpdk`).
     fn name(&self) -> &'static str;
 
     /// A new, empty batch over this backend's memory. Allocates: call it at

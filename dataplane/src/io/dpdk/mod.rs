@@ -4,7 +4,7 @@
 //! Ethernet port with one queue pair per worker; each queue is a [`DpdkIo`]
 //! implementing [`PacketIo`].
 //!
-//! Frames without copies: each queue's [`PacketMemory`] is registered with
+//! Frames without copies: each queue's [`PacketMemory`](super::PacketMemory) is registered with
 //! DPDK as external memory and becomes the data buffers of that queue's mbuf
 //! pool (`rte_pktmbuf_pool_create_extbuf`), chunk *i* belonging to mbuf *i*
 //! for good. A received mbuf is handed to the VNF as the descriptor (offset
