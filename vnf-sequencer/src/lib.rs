@@ -90,9 +90,11 @@
 //!    older epochs (this fences a sequencer that is only cut off, not
 //!    dead), freezes, and answers EpochReport: its in-order cursor `next`,
 //!    which of its own messages it has delivered (for deduplication), and
-//!    a bitmap of what it holds from `next` on.
+//!    a bitmap of what it has delivered from `next` on (reliable messages
+//!    delivered on arrival; undelivered stamps are left out, see below).
 //! 2. **Fetch.** With every report in: `lo` = lowest `next`, `max_next` =
-//!    highest `next`, `end` = one past the highest number anyone holds.
+//!    highest `next`, `end` = one past the highest number anyone has
+//!    delivered (at least `max_next`).
 //!    Every number below `max_next` was delivered in order by someone, so
 //!    it exists and its content is final; in `[max_next, end)` nobody has
 //!    delivered anything in order. The sequencer fetches (NACKs to the
@@ -103,9 +105,10 @@
 //!    by its sender, which never delivered it, and stamped anew. The
 //!    deduplication state is rebuilt from the reports and the kept
 //!    messages. The epoch's base is `max_next`; stamping resumes at `end`;
-//!    `[max_next, end)` is broadcast again. A member installs the epoch on
-//!    its first frame of it: it drops what it holds from the base on that
-//!    is not delivered, and takes the sequencer's version instead.
+//!    `[lo, end)` is broadcast again. A member installs the epoch on its
+//!    first frame of it: it drops everything it holds and has not
+//!    delivered, below the base too, and takes the sequencer's version
+//!    instead.
 //!
 //! Why this is safe: numbers below `max_next` keep the content the old
 //! sequencer gave them (every copy anywhere is that one); numbers from
@@ -118,6 +121,26 @@
 //! change just restarts it with the next epoch: members stay frozen, so
 //! their reports stay true.
 //!
+//! **Only delivered content counts between epochs.** A member's
+//! undelivered stamp is tentative: it came from the last epoch the member
+//! installed, and a later epoch the member never installed (it was frozen
+//! through it) may have decided that number afresh: a filler, its message
+//! stamped again further on. Seed 16442 of the simulation found exactly
+//! that: epoch 2 filled number 69 (epoch 1's stamp of a message nobody
+//! had delivered) and stamped the message again at 85; one member
+//! installed epoch 2 and delivered through 94, the others stayed frozen
+//! with epoch 1's stamp at 69. Epoch 3 fetched 69 as final (it is below
+//! the most advanced cursor) and took a frozen member's stale copy, so
+//! everyone delivered the message twice. Delivered content is final,
+//! whatever epochs followed (no epoch contradicts a delivery). So while
+//! frozen a member reports and serves (to the new sequencer and to peers)
+//! only delivered messages, and installing an epoch drops every
+//! undelivered one; the new sequencer needs no more: below `max_next` the
+//! most advanced member delivered everything, and from `max_next` on only
+//! delivered (reliable) messages are kept. An installed member holds only
+//! its epoch's decided content (from that epoch's sequencer or from peers
+//! in it), so it serves everything it holds.
+//!
 //! Assumptions, stated: every member answers (the control plane removes a
 //! dead member from the group before a replacement starts; membership
 //! changes during an epoch change are not supported); senders are members;
@@ -128,7 +151,10 @@
 //! # Invariants
 //!
 //! * A global sequence number has one content in every ring that holds it,
-//!   in every epoch after it was decided (fillers included).
+//!   in every epoch after it was decided (fillers included). A member's
+//!   undelivered entries are not decided content until it installs an
+//!   epoch; it drops them then, and never reports or serves them while
+//!   frozen.
 //! * `(sender, q)` is stamped at most once per decided history: the
 //!   sequencer's per-sender set, rebuilt at each epoch change from facts
 //!   (own deliveries, kept messages), refuses duplicates.
@@ -241,7 +267,7 @@
 //! | 16 | 8 | next: everything below delivered in order |
 //! | 24 | 8 | own messages delivered through this sender number |
 //! | 32 | 8 | own messages delivered beyond it (bit i: through + 1 + i) |
-//! | 40 | n | held bitmap from `next` (most significant bit first) |
+//! | 40 | n | delivered bitmap from `next` (most significant bit first) |
 //!
 //! # Memory and cost
 //!

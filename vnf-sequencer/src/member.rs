@@ -216,8 +216,10 @@ impl Member {
                 }
             }
             Message::Nack(r) => {
-                // Stamped messages are the same in every ring that holds
-                // them, whatever the asker's epoch; the asker filters.
+                // Delivered messages are the same in every ring that holds
+                // them, whatever the asker's epoch; what is served while
+                // frozen is restricted to them (see `write_out`), and the
+                // asker filters by epoch.
                 let count = u64::from(r.count.min(self.cfg.max_nack));
                 let end = r.first.saturating_add(count);
                 if !self.out.contains(&Out::Repair {
@@ -427,12 +429,25 @@ impl Member {
                 })
             }
             Out::Repair { to, next, end } => {
-                let ring = &self.rx.ring;
-                let start = (next..end).find(|&g| ring.has(g))?;
+                // Between epochs only final (delivered) content is served:
+                // an undelivered entry may be a tentative stamp of an epoch
+                // whose successor, unseen here, gave its number to another
+                // message. Once an epoch is installed everything held is
+                // that epoch's decided content.
+                let fenced = self.fenced;
+                let rx = &self.rx;
+                let servable = |g: u64| {
+                    if fenced {
+                        rx.is_final(g)
+                    } else {
+                        rx.ring.has(g)
+                    }
+                };
+                let start = (next..end).find(|&g| servable(g))?;
                 let mut w = batch::Writer::new(body, self.epoch, start, 0).ok()?;
                 let mut g = start;
-                while g < end {
-                    let Some(s) = ring.get(g) else { break };
+                while g < end && servable(g) {
+                    let Some(s) = rx.ring.get(g) else { break };
                     if w.push(s.sender, s.sender_seq, s.mode, &s.payload).is_err() {
                         break;
                     }
@@ -453,5 +468,156 @@ impl Member {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{nack, new_epoch};
+
+    const GROUP: u64 = 7;
+    const ME: ProcessId = ProcessId(2);
+    const PEER: ProcessId = ProcessId(3);
+
+    type Entry<'a> = (u64, u64, Option<Mode>, &'a [u8]);
+
+    fn frame(ty: MsgType, epoch: u32, first: u64, base: u64, entries: &[Entry<'_>]) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
+        let mut w = batch::Writer::new(&mut buf[NFV_HEADER_LEN..], epoch, first, base).unwrap();
+        for &(sender, q, mode, payload) in entries {
+            w.push(ProcessId(sender), q, mode, payload).unwrap();
+        }
+        let n = w.finish();
+        let len = wire::emit_header(ty, GROUP, n, &mut buf).unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    fn message(m: &Message<'_>) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
+        let len = m.emit(GROUP, &mut buf).unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    fn new_epoch(epoch: u32, sequencer: u64) -> Vec<u8> {
+        message(&Message::NewEpoch(new_epoch::Repr {
+            epoch,
+            sequencer: ProcessId(sequencer),
+        }))
+    }
+
+    /// Every frame the member has to send, as owned bytes.
+    fn drain(m: &mut Member) -> Vec<Vec<u8>> {
+        let mut buf = vec![0u8; 2048];
+        let mut out = Vec::new();
+        while let Some(t) = m.poll_transmit(Time::ZERO, &mut buf) {
+            out.push(buf[..t.len].to_vec());
+        }
+        out
+    }
+
+    fn delivered(m: &mut Member) -> Vec<(u64, u64, u64)> {
+        let mut v = Vec::new();
+        while let Some(e) = m.poll_event() {
+            if let Event::Deliver(d) = e {
+                v.push((d.seq, d.sender.0, d.sender_seq));
+            }
+        }
+        v
+    }
+
+    /// The scenario of simulation seed 16442, reduced: a member holds a
+    /// stamp of epoch 1 it has not delivered (number 3, behind a gap) and
+    /// sits frozen through epoch 2, which it never installs. Epoch 2 gave
+    /// number 3 to nobody (a filler) and the message was stamped again
+    /// later. Neither its report, nor its answers to a peer or to the next
+    /// sequencer, nor its own delivery in epoch 3 may use the stale stamp.
+    #[test]
+    fn stale_undelivered_stamps_are_never_served_nor_delivered() {
+        let t = Time::ZERO;
+        let mut m = Member::new(
+            MemberConfig::new(ME, GROUP),
+            ProcessId(1001),
+            1,
+            &[ME, PEER],
+        );
+        let b1 = frame(
+            MsgType::Batch,
+            1,
+            1,
+            1,
+            &[(PEER.0, 1, Some(Mode::Atomic), b"one")],
+        );
+        m.handle(t, &b1).unwrap();
+        let b3 = frame(
+            MsgType::Batch,
+            1,
+            3,
+            1,
+            &[(PEER.0, 3, Some(Mode::Atomic), b"stale")],
+        );
+        m.handle(t, &b3).unwrap();
+        assert_eq!(delivered(&mut m), vec![(1, PEER.0, 1)]);
+
+        // Epoch 2 collects: the report shows nothing past the cursor.
+        m.handle(t, &new_epoch(2, 1002)).unwrap();
+        let out = drain(&mut m);
+        let Some((_, Message::EpochReport(r, held))) =
+            out.iter().find_map(|f| Message::parse_nfv(f).ok())
+        else {
+            panic!("a report");
+        };
+        assert_eq!((r.epoch, r.next), (2, 2));
+        assert!(
+            !(0..64).any(|i| report::held_bit(held, i)),
+            "undelivered stamps are not reported: {held:?}"
+        );
+
+        // Epoch 3 starts before epoch 2 reached this member. A peer (or
+        // the new sequencer) asks for 1..4: only the delivered 1 comes.
+        m.handle(t, &new_epoch(3, 1003)).unwrap();
+        drain(&mut m);
+        let ask = message(&Message::Nack(nack::Repr {
+            epoch: 3,
+            from: PEER,
+            first: 1,
+            count: 3,
+        }));
+        m.handle(t, &ask).unwrap();
+        let out = drain(&mut m);
+        let repairs: Vec<u64> = out
+            .iter()
+            .filter_map(|f| match Message::parse_nfv(f) {
+                Ok((_, Message::Repair(_, entries))) => Some(entries.map(|(e, _)| e.seq)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(repairs, vec![1], "only final content is served");
+
+        // Epoch 3 installs with base 4: 2 is the message, 3 a filler.
+        let b = frame(
+            MsgType::Batch,
+            3,
+            2,
+            4,
+            &[(PEER.0, 2, Some(Mode::Atomic), b"two"), (0, 0, None, b"")],
+        );
+        m.handle(t, &b).unwrap();
+        let b4 = frame(
+            MsgType::Batch,
+            3,
+            4,
+            4,
+            &[(PEER.0, 3, Some(Mode::Atomic), b"three")],
+        );
+        m.handle(t, &b4).unwrap();
+        assert_eq!(
+            delivered(&mut m),
+            vec![(2, PEER.0, 2), (4, PEER.0, 3)],
+            "the stale stamp of (3, 3) at number 3 is not delivered"
+        );
     }
 }

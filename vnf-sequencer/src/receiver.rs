@@ -128,19 +128,33 @@ impl Receiver {
         Some((first, end))
     }
 
-    /// Starts a new epoch at `base`: what was held at or past it and not
-    /// delivered is dropped, because the new sequencer decides those
-    /// numbers afresh (reliable messages, delivered on arrival, are kept:
-    /// the new sequencer keeps them too).
+    /// Starts a new epoch at `base`: everything held and not delivered is
+    /// dropped, below the base as well as from it on. What a member held
+    /// undelivered came from whatever epoch it last installed, and an
+    /// epoch it never installed may since have decided those numbers
+    /// afresh (fillers in place of its tentative stamps); only delivered
+    /// content is known final. The new sequencer holds (and re-broadcasts)
+    /// the decided content from the laggards' cursor on. Delivered entries
+    /// (reliable ones delivered on arrival) are kept: the new sequencer
+    /// keeps them too.
     pub fn install(&mut self, base: u64) {
-        for g in base.max(self.next)..self.next + self.window {
-            if self.ring.get(g).is_some_and(|s| !s.delivered) {
-                self.ring.clear(g);
+        self.known_end = base.max(self.next);
+        for g in self.next..self.next + self.window {
+            match self.ring.get(g) {
+                Some(s) if s.delivered => self.note_end(g + 1),
+                Some(_) => self.ring.clear(g),
+                None => {}
             }
         }
         self.contig = self.next;
         self.advance_contig();
-        self.note_end(base);
+    }
+
+    /// Whether `g` is held with content known final: delivered (or a
+    /// filler stepped over). Only these may be given to a new sequencer or
+    /// to a peer while this member is between epochs.
+    pub fn is_final(&self, g: u64) -> bool {
+        self.ring.get(g).is_some_and(|s| s.delivered)
     }
 
     /// Gives up on `[first, end)`: fillers in place of what is missing,
@@ -155,14 +169,19 @@ impl Receiver {
         self.advance_contig();
     }
 
-    /// Writes the bitmap of held messages from `next` (most significant bit
-    /// first) into `out`; returns its length up to the last set bit.
+    /// Writes the bitmap of delivered messages from `next` on (reliable
+    /// ones delivered on arrival; most significant bit first) into `out`;
+    /// returns its length up to the last set bit. Held but undelivered
+    /// messages are left out: their content may be an older epoch's
+    /// tentative stamp (see [`Receiver::install`]), and the new sequencer
+    /// turns every undelivered number from its base on into a filler
+    /// anyway.
     pub fn write_held(&self, out: &mut [u8]) -> usize {
         out.fill(0);
         let mut len = 0;
         let span = (out.len() as u64 * 8).min(self.window);
         for i in 0..span {
-            if self.ring.has(self.next + i) {
+            if self.is_final(self.next + i) {
                 out[(i / 8) as usize] |= 0x80 >> (i % 8);
                 len = (i / 8) as usize + 1;
             }

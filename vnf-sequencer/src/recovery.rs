@@ -7,10 +7,12 @@
 //!    what it holds beyond the cursor). A member that answers stops
 //!    accepting the old epoch, so its report stays true.
 //! 2. Fetch: from the reports, `lo` (lowest cursor), `max_next` (highest
-//!    cursor) and `end` (one past the highest message anyone holds). Every
-//!    message in `[lo, max_next)` has been delivered by someone; in
-//!    `[max_next, end)` only the ones some bitmap shows exist. Ask the
-//!    members for them until the ring has them all.
+//!    cursor) and `end` (one past the highest message anyone delivered).
+//!    Every message in `[lo, max_next)` has been delivered by someone; in
+//!    `[max_next, end)` only the ones some bitmap shows were (reliable
+//!    messages). Ask the members for them until the ring has them all;
+//!    frozen members answer with delivered messages only, the one content
+//!    known final (see the crate documentation).
 //! 3. Install: in `[max_next, end)` keep reliable messages (someone may
 //!    have delivered them already) and put fillers everywhere else (no one
 //!    has delivered those; their senders send them again). Rebuild the
@@ -255,7 +257,10 @@ impl Sequencer {
             .retain(|o| !matches!(o, Out::Fetch { .. } | Out::NewEpoch { .. }));
         self.next = f.end;
         self.base = f.max_next;
-        self.sent = f.max_next;
+        // Members drop what they held undelivered when they install the
+        // epoch (it may be stale), so the laggards get the decided content
+        // from their cursor on at once rather than after a NACK.
+        self.sent = f.lo;
         self.out.push_back(Out::Heartbeat);
         let _ = now;
     }

@@ -9,7 +9,7 @@
 //! | 16 | 8 | next: every global sequence number below it is delivered, in order |
 //! | 24 | 8 | sender stable-through: every own message up to this sender sequence number is delivered |
 //! | 32 | 8 | sender stable bitmap: bit i (least significant first) set when own message stable-through + 1 + i is delivered |
-//! | 40 | n | held bitmap: bit i (most significant bit of byte i / 8 first) set when the member holds global sequence number next + i |
+//! | 40 | n | held bitmap: bit i (most significant bit of byte i / 8 first) set when the member has delivered global sequence number next + i (reliable messages, delivered on arrival; what it holds undelivered is left out: it may be stale) |
 //!
 //! The sequencer takes the old epoch's end from the held bitmaps, its
 //! deduplication state from the stable fields, and what to fetch from
