@@ -26,10 +26,11 @@ pub struct SequencerConfig {
     pub retry: Duration,
     /// Most messages one NACK is answered with.
     pub max_repair: u32,
-    /// Rounds an epoch change spends fetching messages that some member
-    /// has delivered before it gives up on them (those members' laggards
-    /// then recover from peers); messages that only undelivered copies
-    /// hold are fetched without limit.
+    /// Rounds an epoch change spends fetching messages below the most
+    /// advanced member's cursor before it gives up on them (the laggards
+    /// then recover from peers); reliable messages past that cursor, which
+    /// their holders delivered on arrival and still hold (frozen), are
+    /// fetched without limit.
     pub fetch_rounds: u32,
 }
 

@@ -206,13 +206,15 @@ impl Sequencer {
         };
         f.rounds += 1;
         rec.fetch = Some(f);
-        // Messages only undelivered copies hold are waited for without
-        // limit: a member holds them (frozen) and will answer. Delivered
-        // ones may have left every ring; after enough rounds the laggards
-        // that need them are left to their peers and state transfer.
+        // Messages past every cursor (reliable ones, delivered on arrival)
+        // are waited for without limit: a member reported holding them,
+        // and frozen with its cursor behind them it still does and will
+        // answer. Those below the most advanced cursor may have left every
+        // ring; after enough rounds the laggards that need them are left
+        // to their peers and state transfer.
         let ring = &self.ring;
-        let undelivered_missing = (f.max_next..f.end).any(|g| needed(rec, &f, g) && !ring.has(g));
-        if f.rounds >= fetch_rounds && !undelivered_missing {
+        let tail_missing = (f.max_next..f.end).any(|g| needed(rec, &f, g) && !ring.has(g));
+        if f.rounds >= fetch_rounds && !tail_missing {
             self.install(now);
         } else {
             self.out.retain(|o| !matches!(o, Out::Fetch { .. }));
