@@ -691,7 +691,11 @@ mod tests {
     }
 
     fn service(members: &[MemberAddr]) -> SeqService {
-        let cfg = SequencerConfig::new(ProcessId(100), GROUP);
+        let mut cfg = SequencerConfig::new(ProcessId(100), GROUP);
+        // Frames counted below are the ones the input caused: on a loaded
+        // machine more than the default 5 ms may pass between two steps,
+        // and an idle-group heartbeat must not slip in.
+        cfg.heartbeat = Duration::from_secs(3600);
         SeqService::new(cfg, None, Book::new(SEQ, [2; 6], members), SEQ.port(), true)
     }
 
