@@ -571,23 +571,7 @@ impl PacketIo for AfXdpIo {
 
     fn wait(&mut self, timeout: Duration) -> Result<(), IoError> {
         self.flush()?;
-        let mut p = libc::pollfd {
-            fd: self.rx.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, ms) } < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(IoError::Os {
-                    op: "poll on XDP socket",
-                    source: e,
-                });
-            }
-        }
-        Ok(())
+        super::poll::wait_readable(self.rx.as_raw_fd(), timeout, "poll on XDP socket")
     }
 
     fn flush(&mut self) -> Result<(), IoError> {

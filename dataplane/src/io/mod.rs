@@ -19,6 +19,7 @@ mod batch;
 pub mod dpdk;
 mod freelist;
 pub mod mem;
+mod poll;
 mod pool;
 pub mod udp;
 

@@ -688,24 +688,8 @@ impl PacketIo for UdpIo {
     }
 
     fn wait(&mut self, timeout: Duration) -> Result<(), IoError> {
-        let mut p = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         self.counters.wakeups += 1;
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, ms) } < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(IoError::Os {
-                    op: "poll on UDP socket",
-                    source: e,
-                });
-            }
-        }
-        Ok(())
+        super::poll::wait_readable(self.sock.as_raw_fd(), timeout, "poll on UDP socket")
     }
 
     fn counters(&self) -> IoCounters {
