@@ -3,9 +3,10 @@
 //!
 //! Topology: a router namespace with one port per member host and an
 //! uplink to the namespace where `vnf-sequencer` runs on AF_XDP (then on
-//! kernel UDP). Eight members, each a process in its own namespace running
-//! libnfvinc's `Broadcast`: five only receive, three also send (atomic,
-//! FIFO-atomic and causal-atomic messages). An XDP fault injector on every
+//! kernel UDP; with the feature `dpdk`, then on DPDK through
+//! `net_af_packet` on its veth). Eight members, each a process in its own
+//! namespace running libnfvinc's `Broadcast`: five only receive, three
+//! also send (atomic, FIFO-atomic and causal-atomic messages). An XDP fault injector on every
 //! router port drops 1% of the UDP frames entering the router, both ways:
 //! Data and NACKs from the members, batches, heartbeats and epoch messages
 //! from the sequencer.
@@ -20,6 +21,9 @@
 //! injector on every bridge port), where the sequencer sends each group
 //! frame once to an IP multicast group the members join, and the bridge
 //! replicates it.
+//!
+//! Arguments name the backends to run, as a test filter would
+//! (`cargo test -p vnf-sequencer --features dpdk --test seq_net -- dpdk`).
 //!
 //! The members are this test binary run again in a role (an environment
 //! variable says which), so that they are separate processes.
@@ -90,6 +94,19 @@ fn mode_of(k: u8) -> Mode {
     }
 }
 
+/// Backend and whether bridged (multicast), for each run. The DPDK
+/// sequencer (feature `dpdk`) reads its veth through `net_af_packet`, on
+/// the routed topology only: its frames and the kernel's are the same on
+/// the wire, and one run keeps the test short.
+const SCENARIOS: &[(&str, bool)] = &[
+    ("afxdp", false),
+    ("udp", false),
+    ("afxdp", true),
+    ("udp", true),
+    #[cfg(feature = "dpdk")]
+    ("dpdk", false),
+];
+
 fn main() {
     if let Ok(k) = std::env::var("NFV_SEQ_MEMBER") {
         die_with_parent();
@@ -100,13 +117,31 @@ fn main() {
     if let Err(e) = check_privileges() {
         panic!("these tests build network namespaces and attach XDP programs: {e}");
     }
+    // Like libtest's filter: arguments name the backends to run (`-- dpdk`
+    // runs only the DPDK scenario); libtest's flags, and the values of
+    // those that take one, are ignored.
+    let mut filters: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        const VALUED: [&str; 6] = [
+            "--test-threads",
+            "--skip",
+            "--format",
+            "--color",
+            "--logfile",
+            "-Z",
+        ];
+        if VALUED.contains(&a.as_str()) {
+            args.next();
+        } else if !a.starts_with('-') {
+            filters.push(a);
+        }
+    }
     let started = Instant::now();
-    for (backend, bridged) in [
-        ("afxdp", false),
-        ("udp", false),
-        ("afxdp", true),
-        ("udp", true),
-    ] {
+    for &(backend, bridged) in SCENARIOS {
+        if !filters.is_empty() && !filters.iter().any(|f| backend.contains(f.as_str())) {
+            continue;
+        }
         BRIDGED.store(bridged, Ordering::Relaxed);
         let how = if bridged {
             "bridge, multicast"
