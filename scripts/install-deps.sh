@@ -8,6 +8,7 @@ packages=(
   iproute2 ethtool iputils-ping                              # network-namespace test topologies
   bpftool                                                    # inspecting attached programs in tests
   libdpdk-dev                                                # the DPDK backend (feature dpdk)
+  dpdk-dev                                                   # dpdk-testpmd, perf's reference (nfvinc-perf echo --dpdk-null)
 )
 
 if [ "$(id -u)" -ne 0 ]; then
