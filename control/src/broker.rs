@@ -27,8 +27,11 @@ pub fn control_path(state: &AppState, instance_id: &str) -> PathBuf {
 #[derive(Debug)]
 pub enum SendError {
     /// The request did not reach the VNF (no socket, refused connection,
-    /// full queue, shutting down): safe to schedule.
+    /// shutting down): safe to schedule, and the instance is down.
     NotDelivered(String),
+    /// The VNF is up but its control queue was full: the request did not
+    /// reach it. Not a sign of failure: retry later, never flag.
+    Busy(String),
     /// The VNF answered with an error: that is the request's outcome.
     Refused(String),
     /// The request may or may not have been applied.
@@ -51,15 +54,26 @@ pub async fn send(
         }
     }
     let request = Value::Object(request);
+    // One of the instance's call permits (none for an instance being
+    // forgotten: registering it again here would resurrect it).
+    let rt = state.registry.get(instance_id);
+    let _permit = match &rt {
+        Some(rt) => Some(
+            rt.calls
+                .acquire()
+                .await
+                .map_err(|_| SendError::NotDelivered("instance is closing".into()))?,
+        ),
+        None => None,
+    };
     // The control client is blocking (it is the dataplane's own, shared
     // with the VNFs' tests); a blocking thread keeps it off the executor.
     tokio::task::spawn_blocking(move || {
         let mut client =
             ControlClient::connect(&path).map_err(|e| SendError::NotDelivered(e.to_string()))?;
         client.call(&request).map_err(|e| match e {
-            CallError::Refused(m)
-                if m.starts_with("VNF busy") || m.starts_with("VNF is shutting down") =>
-            {
+            CallError::Refused(m) if m.starts_with("VNF busy") => SendError::Busy(m),
+            CallError::Refused(m) if m.starts_with("VNF is shutting down") => {
                 SendError::NotDelivered(m)
             }
             CallError::Refused(m)
@@ -129,6 +143,12 @@ pub async fn submit(
             Err(SendError::Lost(m)) => {
                 return Err(ApiError::BadGateway(format!(
                     "the VNF failed while applying {op_name:?}; it may or may not have been applied: {m}"
+                )));
+            }
+            Err(SendError::Busy(m)) => {
+                return Err(ApiError::Unavailable(format!(
+                    "instance {} is busy ({m}); the request was not applied, retry later",
+                    row.id
                 )));
             }
             Err(SendError::NotDelivered(m)) => {

@@ -582,17 +582,27 @@ pub async fn create(
 
 /// Stops and forgets an instance; its logged requests that never ran are
 /// failed, so that clients polling them get an answer.
+///
+/// It takes the instance's busy flag first, waiting (bounded) for a heal,
+/// scale or reconfiguration in progress to finish: a restart running
+/// beside a removal would start a VNF nobody manages any more, which would
+/// keep the instance's port and make later creations fail. The row goes
+/// before the processes, so that a restart that comes later finds it gone.
 pub async fn remove(state: &AppState, row: &InstanceRow) -> Result<(), ApiError> {
-    if let Some(rt) = state.registry.get(&row.id) {
-        rt.available.store(false, Ordering::Release);
-        let _ = rt.lifecycle.send(json!({"lifecycle": "removed"}));
+    let rt = state.registry.insert(&row.id, false);
+    let deadline = Instant::now() + REMOVE_WAIT;
+    while rt.busy.swap(true, Ordering::AcqRel) {
+        if Instant::now() > deadline {
+            return Err(ApiError::Conflict(format!(
+                "instance {} is being restarted; retry the removal",
+                row.id
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    state.vim.terminate(&row.id, row.pid).await;
-    kill_strays(&row.id);
-    let _ = std::fs::remove_file(keys_path(state, &row.id));
-    state.registry.remove(&row.id);
+    rt.available.store(false, Ordering::Release);
     let (id, user_id) = (row.id.clone(), row.user_id);
-    state
+    let deleted = state
         .db
         .call(move |c| {
             let tx = c.transaction()?;
@@ -606,11 +616,40 @@ pub async fn remove(state: &AppState, row: &InstanceRow) -> Result<(), ApiError>
             tx.commit()?;
             Ok(())
         })
-        .await?;
+        .await;
+    if let Err(e) = deleted {
+        rt.busy.store(false, Ordering::Release);
+        return Err(e);
+    }
+    let _ = rt.lifecycle.send(json!({"lifecycle": "removed"}));
+    state.vim.terminate(&row.id, row.pid).await;
+    kill_strays(&row.id);
+    let _ = std::fs::remove_file(keys_path(state, &row.id));
+    // The entry stays busy until it is forgotten: nothing restarts it.
+    state.registry.remove(&row.id);
     let _ = std::fs::remove_file(&row.control_path);
     agent::release_network_if_unused(state, row.user_id).await?;
     tracing::info!(instance = %row.id, "instance removed");
     Ok(())
+}
+
+/// Longest wait of a removal for a restart in progress.
+const REMOVE_WAIT: Duration = Duration::from_secs(30);
+
+/// An instance by id, whatever its tenant; `None` once it is removed.
+pub async fn load_any(state: &AppState, id: &str) -> Result<Option<InstanceRow>, ApiError> {
+    let idc = id.to_owned();
+    state
+        .db
+        .call(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {COLUMNS} FROM instances WHERE id = ?1"),
+                [idc],
+                from_row,
+            )
+            .optional()?)
+        })
+        .await
 }
 
 /// Why an instance is restarted.
@@ -634,6 +673,20 @@ pub async fn restart(state: &AppState, row: &InstanceRow, why: Restart) -> Resul
             "instance {} is already being restarted",
             row.id
         )));
+    }
+    // Removed meanwhile (a heal decided before the removal): nothing to
+    // restart, and the entry this call registered is forgotten again.
+    match load_any(state, &row.id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            rt.busy.store(false, Ordering::Release);
+            state.registry.remove(&row.id);
+            return Err(ApiError::not_found("instance", &row.id));
+        }
+        Err(e) => {
+            rt.busy.store(false, Ordering::Release);
+            return Err(e);
+        }
     }
     rt.available.store(false, Ordering::Release);
     let result = async {

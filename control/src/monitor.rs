@@ -129,6 +129,20 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
                         let id = row.id.clone();
                         let h = tokio::spawn(async move {
                             tokio::time::sleep(delay).await;
+                            // The row of the decision may be stale: the
+                            // instance may have been removed, rescaled or
+                            // reconfigured during the delay.
+                            let row = match manager::load_any(&state, &row.id).await {
+                                Ok(Some(r)) => r,
+                                Ok(None) => {
+                                    tracing::debug!(instance = %row.id, "removed before its heal");
+                                    return;
+                                }
+                                Err(e) => {
+                                    tracing::error!(instance = %row.id, error = %e, "heal failed");
+                                    return;
+                                }
+                            };
                             if let Err(e) = manager::restart(&state, &row, Restart::Heal).await {
                                 tracing::error!(instance = %row.id, error = %e, "heal failed");
                             }

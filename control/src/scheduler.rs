@@ -206,6 +206,21 @@ async fn replay(state: &AppState, instance_id: &str) -> Result<usize, ApiError> 
         let (status, result, error) = match outcome {
             Ok(v) => ("done", Some(v.to_string()), None),
             Err(SendError::Refused(e)) => ("failed", None, Some(e)),
+            Err(SendError::Busy(_)) => {
+                // A healthy VNF with a full queue: back to pending, in its
+                // place, and the next tick tries again.
+                state
+                    .db
+                    .call(move |c| {
+                        c.execute(
+                            "UPDATE scheduled_requests SET status = 'pending' WHERE seq = ?1",
+                            [seq],
+                        )?;
+                        Ok(())
+                    })
+                    .await?;
+                break;
+            }
             Err(SendError::NotDelivered(e)) => {
                 // Never reached the VNF: back to pending, in its place.
                 state

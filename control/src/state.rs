@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use tokio::sync::{Notify, RwLock, broadcast};
+use tokio::sync::{Notify, RwLock, Semaphore, broadcast};
 
 use crate::config::Config;
 use crate::db::Db;
@@ -52,7 +52,16 @@ pub struct InstanceRt {
     pub busy: AtomicBool,
     /// Restarts since the daemon started.
     pub restarts: AtomicU64,
+    /// Control-socket calls in flight from the Broker and the Scheduler.
+    /// A VNF queues at most 64 control requests and answers "busy" beyond;
+    /// bounding our own calls well below that keeps a burst of REST
+    /// operations waiting here, instead of being refused by a healthy VNF.
+    pub calls: Semaphore,
 }
+
+/// Control-socket calls one instance gets at once from the daemon (the
+/// Monitor's probe and event subscriptions come on top).
+pub const CONTROL_CALLS: usize = 16;
 
 impl InstanceRt {
     fn new(available: bool) -> Self {
@@ -62,6 +71,7 @@ impl InstanceRt {
             lifecycle: broadcast::channel(64).0,
             busy: AtomicBool::new(false),
             restarts: AtomicU64::new(0),
+            calls: Semaphore::new(CONTROL_CALLS),
         }
     }
 

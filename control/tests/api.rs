@@ -811,3 +811,90 @@ fn failure_detector_and_echo_through_the_control_plane() {
     }));
     d.stop();
 }
+
+/// Processes carrying instance `id` in their environment (`NFVINC_INSTANCE`).
+fn processes_of(id: &str) -> Vec<u32> {
+    let needle = format!("NFVINC_INSTANCE={id}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            alive(*pid)
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// A heal the Monitor decided (the VNF died) but had not started yet (the
+/// heal delay) when the instance was removed must not start a VNF for the
+/// removed instance: it would hold the port, and the next instance, given
+/// the same port, would fail with "Address already in use".
+#[test]
+fn a_heal_pending_when_the_instance_is_removed_starts_nothing() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_user(dir.path(), "alice");
+    let cfg = dir.path().join("nfvinc.toml");
+    std::fs::write(&cfg, "[monitor]\ninterval_ms = 50\nheal_delay_ms = 1500\n").unwrap();
+    let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let c = Client::connect(&d.url, &key).unwrap();
+    let inst = c.connect_service("journal").unwrap();
+    kill_vnf(dir.path(), &inst);
+    // The Monitor flags it, and its heal waits out the delay.
+    assert!(wait_until(Duration::from_secs(5), || !c
+        .instance(&inst.id)
+        .unwrap()
+        .available));
+    c.remove(&inst.id).unwrap();
+    // Past the delay, with room for a loaded machine.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        processes_of(&inst.id),
+        Vec::<u32>::new(),
+        "a VNF of the removed instance runs"
+    );
+    // The next instance gets the freed port, and starts.
+    let next = c.connect_service("journal").unwrap();
+    assert_eq!(next.direct.port, inst.direct.port);
+    assert!(matches!(append(&c, &next.id, json!(1)), OpOutcome::Done(_)));
+    d.stop();
+}
+
+/// A burst of operations larger than a VNF's control queue (64) is served
+/// whole: a healthy VNF that says "busy" is not flagged unavailable, and no
+/// request is sent to the Scheduler's log.
+#[test]
+fn a_burst_of_operations_beyond_the_control_queue_never_flags_the_instance() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_user(dir.path(), "alice");
+    let d = Daemon::start(dir.path(), &["--monitor-interval-ms", "200"]);
+    let c = Client::connect(&d.url, &key).unwrap();
+    let inst = c.connect_service("journal").unwrap();
+    const CLIENTS: usize = 200;
+    let go = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (c, id, go) = (c.clone(), inst.id.clone(), go.clone());
+            std::thread::spawn(move || {
+                go.wait();
+                c.op(&id, "append", json!({ "value": i }))
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for t in threads {
+        match t.join().unwrap() {
+            Ok(OpOutcome::Done(_)) => done += 1,
+            Ok(OpOutcome::Scheduled(r)) => panic!("scheduled while healthy: {r:?}"),
+            Err(e) => panic!("refused while healthy: {e}"),
+        }
+    }
+    assert_eq!(done, CLIENTS);
+    let i = c.instance(&inst.id).unwrap();
+    assert!(i.available && i.state == "running", "{i:?}");
+    assert_eq!(journal(&c, &inst.id).len(), CLIENTS);
+    d.stop();
+}
