@@ -109,6 +109,9 @@ fn reap_stale() {
     }
 }
 
+/// How long [`Netns::wait_up`] waits for a link.
+const LINK_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A network namespace, deleted on drop with every interface inside it.
 #[derive(Debug)]
 pub struct Netns {
@@ -170,6 +173,31 @@ impl Netns {
             return Err(enter_err(std::io::Error::last_os_error()));
         }
         Ok(())
+    }
+
+    /// Waits until `ifname` is operationally up with its queueing
+    /// discipline attached. `ip link set up` returns before the kernel's
+    /// link watcher has run (it may wait up to a second under load), and
+    /// until then the device's qdisc is `noop`, which drops every packet
+    /// sent: a test's first packets would vanish.
+    pub fn wait_up(&self, ifname: &str) -> Result<(), NetnsError> {
+        let deadline = std::time::Instant::now() + LINK_UP_TIMEOUT;
+        loop {
+            let out =
+                run(Command::new("ip")
+                    .args(["-n", &self.name, "-o", "link", "show", "dev", ifname]))?;
+            let line = String::from_utf8_lossy(&out.stdout);
+            if line.contains("state UP") && !line.contains("qdisc noop") {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(NetnsError::Failed {
+                    cmd: format!("wait for {ifname} to come up in {}", self.name),
+                    stderr: format!("still not up after {LINK_UP_TIMEOUT:?}: {}", line.trim()),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// Spawns a thread that runs `f` inside this namespace.
@@ -273,6 +301,8 @@ impl Pair {
                 "permanent",
             ])?;
         }
+        a.ns.wait_up(&a.ifname)?;
+        b.ns.wait_up(&b.ifname)?;
         Ok(Self { a, b })
     }
 
@@ -365,7 +395,8 @@ pub fn veth(a: End<'_>, b: End<'_>) -> Result<(), NetnsError> {
         end.ns
             .exec("ethtool", &["-K", end.ifname, "tx", "off", "rx", "off"])?;
     }
-    Ok(())
+    a.ns.wait_up(a.ifname)?;
+    b.ns.wait_up(b.ifname)
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {

@@ -44,6 +44,7 @@ fn routes_added_and_removed_at_run_time_steer_and_stop_steering() {
     // steering program attached; the test thread lives in b's namespace.
     let (tx, rx) = std::sync::mpsc::channel::<&'static str>();
     let (res_tx, res_rx) = std::sync::mpsc::channel::<(usize, usize)>();
+    let ready_tx = res_tx.clone();
     let worker = pair.b.ns.spawn(move || {
         let kernel =
             UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), PORT)).unwrap();
@@ -63,11 +64,22 @@ fn routes_added_and_removed_at_run_time_steer_and_stop_steering() {
         };
         let mut batch = io.new_batch();
         let mut buf = [0u8; 64];
+        // Both sockets are bound and the program attached (which resets
+        // the veth's queues): packets sent from now on have somewhere to go.
+        ready_tx.send((0, 0)).unwrap();
         // Each phase: the driver thread sends, then tells us to count.
         while let Ok(cmd) = rx.recv() {
             match cmd {
-                "add" => port.add_route(route, 0).unwrap(),
-                "remove" => port.remove_route(&route).unwrap(),
+                // Acknowledged, so that the driver sends only once the
+                // route is in (or out of) the map.
+                "add" => {
+                    port.add_route(route, 0).unwrap();
+                    res_tx.send((0, 0)).unwrap();
+                }
+                "remove" => {
+                    port.remove_route(&route).unwrap();
+                    res_tx.send((0, 0)).unwrap();
+                }
                 "count" => {
                     let (mut via_xdp, mut via_kernel) = (0, 0);
                     let deadline = Instant::now() + Duration::from_millis(300);
@@ -102,11 +114,13 @@ fn routes_added_and_removed_at_run_time_steer_and_stop_steering() {
     let phase = |cmd: Option<&'static str>| {
         if let Some(c) = cmd {
             tx.send(c).unwrap();
+            res_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         }
         send_from_a(&pair, PORT, 50);
         tx.send("count").unwrap();
         res_rx.recv_timeout(Duration::from_secs(10)).unwrap()
     };
+    res_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(phase(None), (0, 50), "no route: the kernel gets the flow");
     assert_eq!(
         phase(Some("add")),
