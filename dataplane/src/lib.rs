@@ -12,6 +12,8 @@
 //!   every VNF binary offers to the control plane.
 //! * [`launch`]: what every VNF binary shares: dataplane options, opening
 //!   the backend, workers, logging.
+//! * [`neigh`]: our MAC and the next hop's, from the kernel's tables, for
+//!   VNFs that originate frames on a raw-frame backend.
 //! * [`netns`]: network namespaces joined by veth pairs, for tests and
 //!   benchmarks that need real packets through real kernels.
 //!
@@ -24,6 +26,7 @@ pub mod control;
 pub mod iface;
 pub mod io;
 pub mod launch;
+pub mod neigh;
 pub mod netns;
 pub mod runtime;
 pub mod time;

@@ -24,7 +24,6 @@
 //! | `leader` | the leader this process believes in, the highest ballot it knows, whether it leads |
 //! | `deliveries` | learners: `{"from": k, "max": n}` → the `(instance, client, seq)` of delivered commands `k..k+n`, with totals |
 
-mod neigh;
 mod peers;
 
 use std::net::SocketAddrV4;
@@ -36,7 +35,8 @@ use dataplane::runtime::{Emit, Vnf};
 use dataplane::wire::{UdpFrame, build_udp_frame, finish_udp_checksum};
 use serde_json::{Value as Json, json};
 
-pub use neigh::{arp_entry, iface_mac, next_hop, resolve};
+// Our MAC and next hops for raw frames: shared with every VNF in dataplane.
+pub use dataplane::neigh::{arp_entry, iface_mac, next_hop, resolve};
 pub use peers::{
     MAX_GUESTS, Members, Peers, SUBSCRIPTION, acceptor_node, coordinator_node, learner_node,
 };

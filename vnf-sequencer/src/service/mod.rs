@@ -51,8 +51,6 @@
 //! `replace`, as the protocol wants: membership does not change during an
 //! epoch change.
 
-mod neigh;
-
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -66,7 +64,8 @@ use dataplane::wire::{
 };
 use serde_json::{Value as Json, json};
 
-pub use neigh::{arp_entry, iface_mac, next_hop, resolve};
+// Our MAC and next hops for raw frames: shared with every VNF in dataplane.
+pub use dataplane::neigh::{arp_entry, iface_mac, next_hop, resolve};
 
 use crate::{Dest, ProcessId, Sequencer, SequencerConfig, Time};
 
