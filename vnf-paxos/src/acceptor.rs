@@ -14,17 +14,49 @@
 //! once; after a restart the shell builds the acceptor with
 //! [`Acceptor::rejoin`] under a new incarnation, and it votes on nothing
 //! until a leader admits it.
+//!
+//! # The wire path
+//!
+//! Accepts are the acceptor's whole steady-state load, so it takes them
+//! straight from the bytes ([`Acceptor::handle_nfv`]): the entries are
+//! checked in place, each value's bytes are copied into the vote store
+//! (a ring indexed by instance, see `store.rs`) and into the vote, which
+//! is the accept's own entry list behind an `Accepted` header. Answers are
+//! kept encoded, as whole NFVinc messages in recycled buffers, and
+//! [`Acceptor::poll_emit`] copies them out; in steady state an accept costs
+//! no allocation. [`Acceptor::handle`] and [`Acceptor::poll_transmit`]
+//! take and give [`Message`] values over the same state (they encode and
+//! parse), for the simulations and for callers that hold values.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use dataplane::wire::field::{check_len, get_u64};
+use dataplane::wire::nfvinc::{self, NfvHeader, NfvRepr, Service};
 
 use crate::config::{AcceptorConfig, Durability};
+use crate::store::VoteStore;
 use crate::transmit::{Dest, Transmit};
-use crate::wire::value::{Entry, entry_len};
-use crate::wire::{Message, accept, accepted, admit, join, nack, prepare, promise};
+use crate::wire::value::{Entry, emit_value, entry_len, parse_value, scan_value};
+use crate::wire::{
+    Message, MsgError, MsgType, accept, accepted, admit, join, nack, prepare, promise,
+};
 use crate::{AcceptorId, Ballot, Instance, NodeId, Time, Value};
 
 /// Most instances one fetch is answered with.
 const MAX_FETCH: u64 = 1024;
+/// Instances the vote store may reach beyond `retain` above the trim point
+/// (far more than any leader's window).
+const AHEAD: u64 = 1 << 16;
+/// Encoded answers' buffers kept for reuse.
+const SPARE_BUFFERS: usize = 1024;
+
+/// An answer, encoded: a whole NFVinc message (session 0) and where it
+/// goes.
+#[derive(Debug)]
+struct Out {
+    dest: Dest,
+    bytes: Vec<u8>,
+}
 
 /// One change of an acceptor's state, as the write-ahead log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,6 +99,8 @@ pub struct Counters {
     pub nacks: u64,
     /// Batches handed out to persist.
     pub batches: u64,
+    /// Answers dropped because they do not fit in one message.
+    pub too_large: u64,
 }
 
 /// An acceptor (see the crate docs for the protocol).
@@ -77,13 +111,17 @@ pub struct Acceptor {
     /// False while a rejoining acceptor waits to be admitted.
     active: bool,
     promised: Ballot,
-    accepted: BTreeMap<Instance, (Ballot, Value)>,
+    votes: VoteStore,
     trim: Instance,
     open: Vec<Record>,
     open_id: u64,
     persisted_id: u64,
-    held: VecDeque<(u64, Transmit)>,
-    outbox: VecDeque<Transmit>,
+    held: VecDeque<(u64, Out)>,
+    outbox: VecDeque<Out>,
+    /// Buffers of answers already sent, for the next ones.
+    spare: Vec<Vec<u8>>,
+    /// Where each entry of the accept in hand ends (reused).
+    ends: Vec<usize>,
     next_join: Time,
     counters: Counters,
 }
@@ -122,8 +160,12 @@ impl Acceptor {
                     ballot,
                     value,
                 } => {
-                    if instance >= a.trim {
-                        a.accepted.insert(instance, (ballot, value));
+                    let mut bytes = vec![0; value.wire_len()];
+                    if emit_value(&value, &mut bytes).is_ok() {
+                        // Below the trim point: decided, dropped. Beyond
+                        // the store's reach: never written (live votes
+                        // are refused there first).
+                        let _ = a.votes.insert(instance, ballot, &bytes);
                     }
                 }
                 Record::Trim(t) => a.trim_to(t),
@@ -133,18 +175,25 @@ impl Acceptor {
     }
 
     fn blank(id: AcceptorId, cfg: AcceptorConfig, active: bool) -> Self {
+        let reach = cfg
+            .retain
+            .min(1 << 30)
+            .saturating_add(cfg.retain.min(1 << 30) / 8)
+            .saturating_add(AHEAD);
         Acceptor {
             id,
             cfg,
             active,
             promised: Ballot::ZERO,
-            accepted: BTreeMap::new(),
+            votes: VoteStore::new(reach),
             trim: 0,
             open: Vec::new(),
             open_id: 1,
             persisted_id: 0,
             held: VecDeque::new(),
             outbox: VecDeque::new(),
+            spare: Vec::new(),
+            ends: Vec::new(),
             next_join: Time::MAX,
             counters: Counters::default(),
         }
@@ -185,18 +234,66 @@ impl Acceptor {
         }
     }
 
-    /// Queues an answer: at once, or after the records it depends on.
-    fn send(&mut self, t: Transmit) {
+    /// A buffer for an answer, from the spares when there are some.
+    fn buffer(&mut self) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.clear();
+        b
+    }
+
+    fn recycle(&mut self, b: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(b);
+        }
+    }
+
+    /// Encodes `msg` for `dest` and queues it.
+    fn send(&mut self, dest: Dest, msg: &Message) {
+        let mut b = self.buffer();
+        b.resize(nfvinc::HEADER_LEN + msg.payload_len(), 0);
+        match msg.emit(0, &mut b) {
+            Ok(n) => {
+                b.truncate(n);
+                self.queue(Out { dest, bytes: b });
+            }
+            Err(_) => {
+                self.counters.too_large += 1;
+                self.recycle(b);
+            }
+        }
+    }
+
+    /// Queues an encoded answer: at once, or after the records it depends
+    /// on.
+    fn queue(&mut self, out: Out) {
         let after = if self.open.is_empty() {
             self.open_id - 1
         } else {
             self.open_id
         };
         if after <= self.persisted_id && self.held.is_empty() {
-            self.outbox.push_back(t);
+            self.outbox.push_back(out);
         } else {
-            self.held.push_back((after, t));
+            self.held.push_back((after, out));
         }
+    }
+
+    /// Takes one received NFVinc message (a UDP payload) as bytes: accepts
+    /// by the wire path (see the module docs), anything else parsed and
+    /// handed to [`Acceptor::handle`]. Malformed input is an error and
+    /// changes nothing.
+    pub fn handle_nfv(&mut self, now: Time, from: NodeId, message: &[u8]) -> Result<(), MsgError> {
+        let h = NfvHeader::new_checked(message)?;
+        let service = h.service()?;
+        if service != Service::Consensus {
+            return Err(MsgError::WrongService(service));
+        }
+        if h.msg_type() == u8::from(MsgType::Accept) {
+            return self.on_accept_bytes(from, h.payload());
+        }
+        let msg = Message::parse(h.msg_type(), h.payload())?;
+        self.handle(now, from, msg);
+        Ok(())
     }
 
     /// Takes one received message.
@@ -215,14 +312,12 @@ impl Acceptor {
 
     fn nack(&mut self, to: NodeId, refused: Ballot) {
         self.counters.nacks += 1;
-        self.send(Transmit {
-            dest: Dest::Node(to),
-            msg: Message::Nack(nack::Repr {
-                refused,
-                promised: self.promised,
-                acceptor: self.id,
-            }),
+        let msg = Message::Nack(nack::Repr {
+            refused,
+            promised: self.promised,
+            acceptor: self.id,
         });
+        self.send(Dest::Node(to), &msg);
     }
 
     fn promise_ballot(&mut self, b: Ballot) {
@@ -244,17 +339,19 @@ impl Acceptor {
         let mut entries = Vec::new();
         let mut bytes = 0;
         let pages: Vec<(Instance, Entry)> = self
-            .accepted
-            .range(p.from..)
-            .map(|(&instance, (ballot, value))| {
-                (
+            .votes
+            .range(p.from, Instance::MAX)
+            .filter_map(|(instance, ballot, value)| {
+                // Stored values were checked on the way in.
+                let (value, _) = parse_value(value).ok()?;
+                Some((
                     instance,
                     Entry {
                         instance,
-                        ballot: *ballot,
-                        value: value.clone(),
+                        ballot,
+                        value,
                     },
-                )
+                ))
             })
             .collect();
         for (instance, e) in pages {
@@ -278,51 +375,129 @@ impl Acceptor {
         hi: Instance,
         entries: Vec<Entry>,
     ) {
-        self.send(Transmit {
-            dest: Dest::Node(to),
-            msg: Message::Promise(promise::Repr {
-                ballot,
-                acceptor: self.id,
-                trim: self.trim,
-                lo,
-                hi,
-                entries,
-            }),
+        let msg = Message::Promise(promise::Repr {
+            ballot,
+            acceptor: self.id,
+            trim: self.trim,
+            lo,
+            hi,
+            entries,
         });
+        self.send(Dest::Node(to), &msg);
     }
 
+    /// An accept as values: encoded and taken by the wire path, so that
+    /// both ways in share one implementation.
     fn on_accept(&mut self, from: NodeId, a: accept::Repr) {
-        if a.ballot < self.promised {
-            return self.nack(from, a.ballot);
+        let mut b = self.buffer();
+        b.resize(a.buffer_len(), 0);
+        if a.emit(&mut accept::Packet::new_unchecked(&mut b[..]))
+            .is_ok()
+        {
+            let _ = self.on_accept_bytes(from, &b);
         }
-        self.promise_ballot(a.ballot);
-        // The vote carries the accept's own entries: no second list.
-        let mut voted = a.entries;
-        let trim = self.trim;
-        voted.retain(|e| e.instance >= trim);
-        for e in &voted {
-            self.counters.votes += 1;
-            if self.durable() {
-                self.open.push(Record::Accept {
-                    instance: e.instance,
-                    ballot: a.ballot,
-                    value: e.value.clone(),
-                });
+        self.recycle(b);
+    }
+
+    /// An accept's payload: checks every entry first (a malformed accept
+    /// changes nothing), then votes for each entry it can keep, copying
+    /// the entry's bytes into the store and into the vote.
+    fn on_accept_bytes(&mut self, from: NodeId, p: &[u8]) -> Result<(), MsgError> {
+        let packet = accept::Packet::new_checked(p)?;
+        let list = &p[accept::HEADER_LEN..];
+        let mut ends = std::mem::take(&mut self.ends);
+        ends.clear();
+        let mut at = 0;
+        for _ in 0..packet.count() {
+            let checked = check_len("entry", at + 8, list.len())
+                .map_err(MsgError::from)
+                .and_then(|()| scan_value(&list[at + 8..]));
+            match checked {
+                Ok(n) => at += 8 + n,
+                Err(e) => {
+                    self.ends = ends;
+                    return Err(e);
+                }
             }
-            self.accepted
-                .insert(e.instance, (a.ballot, e.value.clone()));
+            ends.push(at);
         }
-        if !voted.is_empty() {
-            self.send(Transmit {
-                dest: Dest::Learners,
-                msg: Message::Accepted(accepted::Repr {
-                    ballot: a.ballot,
-                    acceptor: self.id,
-                    entries: voted,
-                }),
+        if self.active {
+            self.vote(from, packet.ballot(), packet.committed(), list, &ends);
+        }
+        self.ends = ends;
+        Ok(())
+    }
+
+    /// Votes for the entries of `list` (each ending at the offset in
+    /// `ends`) in `ballot`, or refuses them.
+    fn vote(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        committed: Instance,
+        list: &[u8],
+        ends: &[usize],
+    ) {
+        if ballot < self.promised {
+            return self.nack(from, ballot);
+        }
+        self.promise_ballot(ballot);
+        // The commit point first: instances it puts below the trim point
+        // are decided, so neither kept nor voted for.
+        self.on_commit_point(committed);
+        let durable = self.durable();
+        let mut out = self.buffer();
+        out.resize(nfvinc::HEADER_LEN + accepted::HEADER_LEN, 0);
+        let mut voted: u16 = 0;
+        let mut start = 0;
+        for &end in ends {
+            let instance = get_u64(list, start..start + 8);
+            let value = &list[start + 8..end];
+            if self.votes.insert(instance, ballot, value) {
+                // The vote carries the accept's own entry bytes.
+                out.extend_from_slice(&list[start..end]);
+                voted += 1;
+                self.counters.votes += 1;
+                if durable {
+                    if let Ok((value, _)) = parse_value(value) {
+                        self.open.push(Record::Accept {
+                            instance,
+                            ballot,
+                            value,
+                        });
+                    }
+                }
+            }
+            start = end;
+        }
+        if voted == 0 {
+            return self.recycle(out);
+        }
+        // As long as the accept's own entries behind as long a header: the
+        // lengths fit wherever the accept's did.
+        let header = NfvRepr {
+            service: Service::Consensus,
+            msg_type: MsgType::Accepted.into(),
+            session_id: 0,
+            tag: None,
+            payload_len: out.len() - nfvinc::HEADER_LEN,
+        };
+        let written = header
+            .emit(&mut NfvHeader::new_unchecked(&mut out[..]))
+            .map_err(MsgError::from)
+            .and_then(|()| {
+                accepted::emit_header(&mut out[nfvinc::HEADER_LEN..], ballot, self.id, voted)
             });
+        match written {
+            Ok(()) => self.queue(Out {
+                dest: Dest::Learners,
+                bytes: out,
+            }),
+            Err(_) => {
+                self.counters.too_large += 1;
+                self.recycle(out);
+            }
         }
-        self.on_commit_point(a.committed);
     }
 
     /// Re-sends its votes in a range, grouped by ballot, to a learner that
@@ -331,9 +506,9 @@ impl Acceptor {
         let end = end.min(from.saturating_add(MAX_FETCH));
         let mut batch: Option<(Ballot, Vec<Entry>, usize)> = None;
         let found: Vec<(Instance, Ballot, Value)> = self
-            .accepted
-            .range(from..end)
-            .map(|(&i, (b, v))| (i, *b, v.clone()))
+            .votes
+            .range(from, end)
+            .filter_map(|(i, b, v)| Some((i, b, parse_value(v).ok()?.0)))
             .collect();
         for (instance, ballot, value) in found {
             let e = Entry {
@@ -360,14 +535,12 @@ impl Acceptor {
     }
 
     fn send_votes(&mut self, to: NodeId, ballot: Ballot, entries: Vec<Entry>) {
-        self.send(Transmit {
-            dest: Dest::Node(to),
-            msg: Message::Accepted(accepted::Repr {
-                ballot,
-                acceptor: self.id,
-                entries,
-            }),
+        let msg = Message::Accepted(accepted::Repr {
+            ballot,
+            acceptor: self.id,
+            entries,
         });
+        self.send(Dest::Node(to), &msg);
     }
 
     /// Drops votes far enough below the leader's commit point, in steps of
@@ -385,7 +558,7 @@ impl Acceptor {
     fn trim_to(&mut self, t: Instance) {
         if t > self.trim {
             self.trim = t;
-            self.accepted = self.accepted.split_off(&t);
+            self.votes.trim(t);
         }
     }
 
@@ -435,9 +608,41 @@ impl Acceptor {
         }
     }
 
-    /// The next message to send, if any.
+    /// The next message to send, if any, as a value.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.outbox.pop_front()
+        while let Some(out) = self.outbox.pop_front() {
+            let parsed = Message::parse_nfv(&out.bytes);
+            let dest = out.dest;
+            self.recycle(out.bytes);
+            // Always parses: the acceptor wrote it.
+            if let Ok((_, msg)) = parsed {
+                return Some(Transmit { dest, msg });
+            }
+        }
+        None
+    }
+
+    /// Writes the next message to send, a whole NFVinc message (session
+    /// 0), at the front of `buf`: its destination and length, or
+    /// `NoRoom` (the message is then dropped) when `buf` is too short.
+    /// `None` when there is nothing to send.
+    pub fn poll_emit(&mut self, buf: &mut [u8]) -> Option<(Dest, Result<usize, MsgError>)> {
+        let out = self.outbox.pop_front()?;
+        let n = out.bytes.len();
+        let written = match buf.get_mut(..n) {
+            Some(b) => {
+                b.copy_from_slice(&out.bytes);
+                Ok(n)
+            }
+            None => Err(MsgError::Wire(dataplane::wire::WireError::NoRoom {
+                what: "consensus message",
+                needed: n,
+                got: buf.len(),
+            })),
+        };
+        let dest = out.dest;
+        self.recycle(out.bytes);
+        Some((dest, written))
     }
 
     /// When [`Acceptor::handle_timeout`] should next be called.
@@ -449,10 +654,19 @@ impl Acceptor {
     pub fn handle_timeout(&mut self, now: Time) {
         if !self.active && now >= self.next_join {
             self.next_join = now + self.cfg.join_interval;
-            self.outbox.push_back(Transmit {
-                dest: Dest::Coordinators,
-                msg: Message::Join(join::Repr { acceptor: self.id }),
-            });
+            let msg = Message::Join(join::Repr { acceptor: self.id });
+            let mut b = self.buffer();
+            b.resize(nfvinc::HEADER_LEN + msg.payload_len(), 0);
+            match msg.emit(0, &mut b) {
+                Ok(n) => {
+                    b.truncate(n);
+                    self.outbox.push_back(Out {
+                        dest: Dest::Coordinators,
+                        bytes: b,
+                    });
+                }
+                Err(_) => self.recycle(b),
+            }
         }
     }
 }

@@ -337,6 +337,7 @@ mod coordinator;
 mod dedup;
 mod learner;
 pub mod service;
+mod store;
 mod time;
 mod transmit;
 mod types;

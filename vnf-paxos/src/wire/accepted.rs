@@ -70,6 +70,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// Writes the fixed part of an accepted (ballot, voter, entry count,
+/// reserved bytes zeroed) at the front of `b`, for a sender that copies the
+/// entries in itself (the acceptor copies them from the accept's bytes).
+pub fn emit_header(
+    b: &mut [u8],
+    ballot: Ballot,
+    acceptor: AcceptorId,
+    count: u16,
+) -> Result<(), MsgError> {
+    check_room("accepted", HEADER_LEN, b.len())?;
+    b[field::BALLOT].copy_from_slice(&ballot.to_u64().to_be_bytes());
+    set_acceptor(b, field::ACCEPTOR, acceptor);
+    b[field::COUNT].copy_from_slice(&count.to_be_bytes());
+    b[field::RESERVED].fill(0);
+    Ok(())
+}
+
 /// An accepted, as values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Repr {

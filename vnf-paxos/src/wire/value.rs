@@ -50,6 +50,24 @@ pub fn entry_len(e: &Entry, with_ballot: bool) -> usize {
     8 + if with_ballot { 8 } else { 0 } + e.value.wire_len()
 }
 
+/// Checks the value at the front of `b` as [`parse_value`] would, without
+/// building it; returns the bytes it takes. The acceptor's wire path uses
+/// it to validate and then copy values without allocating.
+#[inline]
+pub fn scan_value(b: &[u8]) -> Result<usize, MsgError> {
+    check_len("value", VALUE_HEADER_LEN, b.len())?;
+    let count = usize::from(get_u16(b, 0..2));
+    let mut at = VALUE_HEADER_LEN;
+    for _ in 0..count {
+        check_len("command", at + COMMAND_HEADER_LEN, b.len())?;
+        let len = usize::from(get_u16(b, at + 16..at + 18));
+        let end = at + COMMAND_HEADER_LEN + len;
+        check_len("command payload", end, b.len())?;
+        at = end;
+    }
+    Ok(at)
+}
+
 /// Reads a value at the front of `b`; returns it and the bytes it took.
 pub fn parse_value(b: &[u8]) -> Result<(Value, usize), MsgError> {
     check_len("value", VALUE_HEADER_LEN, b.len())?;
@@ -165,8 +183,10 @@ mod tests {
         let mut b = [0xffu8; 25];
         assert_eq!(emit_value(&v, &mut b).unwrap(), 25);
         assert_eq!(b, VALUE);
+        assert_eq!(scan_value(&VALUE), Ok(VALUE.len()));
         for cut in 0..VALUE.len() {
             assert!(parse_value(&VALUE[..cut]).is_err(), "cut at {cut}");
+            assert!(scan_value(&VALUE[..cut]).is_err(), "cut at {cut}");
             assert!(emit_value(&v, &mut b[..cut]).is_err());
         }
     }
