@@ -15,9 +15,10 @@
 //!   and the command, fail if not.
 //!
 //! For `mem`, the acceptor logic alone on one core, in process: `Accept`
-//! frames (one instance each, and eight instances each) are parsed, handled
-//! by an in-memory acceptor and its votes emitted into a buffer;
-//! `msgs_per_s` counts accepts handled per second.
+//! messages (one instance each, and eight instances each) are taken as
+//! bytes by an in-memory acceptor (`Acceptor::handle_nfv`, which checks
+//! them) and its votes copied out as bytes (`Acceptor::poll_emit`), as the
+//! service shell does; `msgs_per_s` counts accepts handled per second.
 //!
 //! The JSON report has the echo scenario's shape (`runs`: scenario,
 //! backend, duration_s, sent, received, lost, pps, latency_ns…) plus those
@@ -266,12 +267,13 @@ fn acceptor_rate(per_msg: u64, duration: Duration, stop: &AtomicBool) -> (u64, D
             let committed = instance.saturating_sub(512);
             frame[hdr + 8..hdr + 16].copy_from_slice(&committed.to_be_bytes());
             instance += per_msg;
-            let Ok((_, msg)) = Message::parse_nfv(&frame) else {
+            // As the service shell does: the accept's bytes in, the vote's
+            // bytes out.
+            if acc.handle_nfv(now, NodeId(1), &frame).is_err() {
                 continue;
-            };
-            acc.handle(now, NodeId(1), msg);
-            while let Some(t) = acc.poll_transmit() {
-                if t.msg.emit(0, &mut out).is_ok() {
+            }
+            while let Some((_, written)) = acc.poll_emit(&mut out) {
+                if written.is_ok() {
                     votes_out += 1;
                 }
             }
