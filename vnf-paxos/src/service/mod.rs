@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use dataplane::control::{Inbox, Request};
 use dataplane::io::Batch;
 use dataplane::runtime::{Emit, Vnf};
+use dataplane::wire::nfvinc::NfvHeader;
 use dataplane::wire::{UdpFrame, build_udp_frame, finish_udp_checksum};
 use serde_json::{Value as Json, json};
 
@@ -42,7 +43,7 @@ pub use peers::{
 };
 
 use crate::wal::Wal;
-use crate::wire::Message;
+use crate::wire::{Message, MsgError, MsgType};
 use crate::{Acceptor, Ballot, Coordinator, Dest, Learner, NodeId, Time};
 
 /// The default UDP port of every consensus process.
@@ -215,12 +216,15 @@ impl Core {
         }
     }
 
-    fn poll_transmit(&mut self) -> Option<crate::Transmit> {
-        match self {
+    /// The next message to send, written as an NFVinc message into `buf`
+    /// (an acceptor's answers are already encoded: it copies them).
+    fn poll_emit(&mut self, buf: &mut [u8]) -> Option<(Dest, Result<usize, MsgError>)> {
+        let t = match self {
             Core::Coordinator(c) => c.poll_transmit(),
-            Core::Acceptor(a) => a.acceptor.poll_transmit(),
+            Core::Acceptor(a) => return a.acceptor.poll_emit(buf),
             Core::Learner(l) => l.learner.poll_transmit(),
-        }
+        }?;
+        Some((t.dest, t.msg.emit(0, buf)))
     }
 
     /// Group commit: what the last input changed, written and synced once.
@@ -364,6 +368,20 @@ impl PaxosService {
         if f.dst().port() != self.port || f.check_udp_checksum().is_err() {
             self.counters.malformed += 1;
             return;
+        }
+        if let Core::Acceptor(a) = &mut self.core {
+            // Accepts, an acceptor's steady load, go in as bytes (checked
+            // by the acceptor, which builds no message values for them).
+            let accept = NfvHeader::new_checked(f.payload())
+                .is_ok_and(|h| h.msg_type() == u8::from(MsgType::Accept));
+            if accept {
+                let from = self.peers.sender(&f.spec().reversed(), false, now);
+                match a.acceptor.handle_nfv(t, from, f.payload()) {
+                    Ok(()) => self.counters.rx_messages += 1,
+                    Err(_) => self.counters.malformed += 1,
+                }
+                return;
+            }
         }
         let Ok((_, msg)) = Message::parse_nfv(f.payload()) else {
             self.counters.malformed += 1;
@@ -587,13 +605,13 @@ impl Vnf for PaxosService {
             let mut cursor = match self.cursor.take() {
                 Some(c) => c,
                 None => {
-                    let Some(t) = self.core.poll_transmit() else {
+                    let Some((dest, written)) = self.core.poll_emit(&mut self.scratch) else {
                         self.pending_out = false;
                         return;
                     };
-                    match t.msg.emit(0, &mut self.scratch) {
+                    match written {
                         Ok(len) => Cursor {
-                            dest: t.dest,
+                            dest,
                             member: 0,
                             guest: 0,
                             len,
