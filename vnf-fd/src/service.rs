@@ -655,6 +655,12 @@ impl Vnf for FdService {
         self.after_input();
     }
 
+    /// Suspicion timers judge by the heartbeats that have arrived: after a
+    /// stall, the queued ones are read before any timer fires.
+    fn wakeups_wait_for_backlog(&self) -> bool {
+        true
+    }
+
     fn next_wakeup(&self) -> Option<Instant> {
         if !self.outbox.is_empty() {
             return Some(self.next_housekeeping.min(Instant::now()));

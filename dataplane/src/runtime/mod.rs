@@ -45,7 +45,26 @@ pub trait Vnf: Send {
     fn emit(&mut self, now: Instant, out: &mut Emit<'_>) {
         let _ = (now, out);
     }
+
+    /// True when the VNF's wake-ups judge the world by what has arrived (a
+    /// failure detector's suspicion timers): then, while input is
+    /// backlogged (a receive filled a whole burst), [`run_to_completion`]
+    /// reads on before calling [`Vnf::emit`], for at most
+    /// [`BACKLOG_BURSTS`] bursts or [`BACKLOG_TIME`]. Without it, a worker
+    /// descheduled for a few milliseconds would, on waking, fire the timers
+    /// of messages that arrived in time and wait unread in the queue.
+    /// Default false: a VNF whose wake-ups carry output is served between
+    /// every two bursts.
+    fn wakeups_wait_for_backlog(&self) -> bool {
+        false
+    }
 }
+
+/// Most full bursts read past a due wake-up of a VNF whose wake-ups wait for
+/// the backlog ([`Vnf::wakeups_wait_for_backlog`]).
+pub const BACKLOG_BURSTS: u32 = 256;
+/// Longest a due wake-up waits for the backlog to be read.
+pub const BACKLOG_TIME: Duration = Duration::from_millis(2);
 
 /// Empty frames for [`Vnf::emit`], taken from the backend one at a time so
 /// that a VNF with one message to send does not tie up a whole burst.
@@ -237,8 +256,12 @@ pub fn run_to_completion<I: PacketIo + ?Sized, V: Vnf + ?Sized>(
     let mut out = io.new_batch();
     let mut idle = Idle::new(policy);
     let mut abandoned = 0;
+    let wait_for_backlog = vnf.wakeups_wait_for_backlog();
+    // Full bursts read in a row past a due wake-up, and since when.
+    let mut backlog: Option<(u32, Instant)> = None;
     while !stop.is_triggered() {
         let got = io.recv(&mut batch)?;
+        let full = got > 0 && got >= batch.burst();
         if got > 0 {
             idle.busy();
             vnf.process(Instant::now(), &mut batch);
@@ -248,6 +271,14 @@ pub fn run_to_completion<I: PacketIo + ?Sized, V: Vnf + ?Sized>(
         let mut emitted = false;
         if let Some(at) = wakeup {
             let now = Instant::now();
+            if at <= now && wait_for_backlog && full {
+                let (bursts, since) = backlog.get_or_insert((0, now));
+                *bursts += 1;
+                if *bursts <= BACKLOG_BURSTS && now.duration_since(*since) < BACKLOG_TIME {
+                    continue;
+                }
+            }
+            backlog = None;
             if at <= now {
                 // Bounded: at most a few bursts of the VNF's own frames
                 // before the next receive, so input is never starved.
@@ -367,6 +398,62 @@ mod tests {
         io.drain_sent(|f| out.push(u32::from_be_bytes(f.try_into().unwrap())));
         assert_eq!(out, (0..1000).collect::<Vec<_>>());
         assert_eq!(io.free_buffers(), MemConfig::default().chunks as usize);
+    }
+
+    /// A VNF whose one timer is already due, counting the frames it had
+    /// read by the time the timer was served.
+    struct Judge {
+        read: u32,
+        read_at_timer: Option<u32>,
+        wait_for_backlog: bool,
+        stop: Shutdown,
+    }
+
+    impl Vnf for Judge {
+        fn process(&mut self, _: Instant, burst: &mut Batch) {
+            self.read += burst.len() as u32;
+            burst.clear();
+        }
+        fn next_wakeup(&self) -> Option<Instant> {
+            self.read_at_timer.is_none().then(Instant::now)
+        }
+        fn emit(&mut self, _: Instant, _: &mut Emit<'_>) {
+            self.read_at_timer = Some(self.read);
+            self.stop.trigger();
+        }
+        fn wakeups_wait_for_backlog(&self) -> bool {
+            self.wait_for_backlog
+        }
+    }
+
+    #[test]
+    fn due_wakeups_wait_for_the_backlog_when_the_vnf_asks() {
+        for wait_for_backlog in [false, true] {
+            let mut io = MemIo::new(MemConfig::default()).unwrap();
+            // A queue built up while the worker was away: 8 bursts' worth.
+            let queued = 8 * MemConfig::default().burst as u32;
+            for i in 0..queued {
+                io.inject(&i.to_be_bytes()).unwrap();
+            }
+            let stop = Shutdown::new();
+            let mut vnf = Judge {
+                read: 0,
+                read_at_timer: None,
+                wait_for_backlog,
+                stop: stop.clone(),
+            };
+            run_to_completion(&mut io, &mut vnf, PollPolicy::default(), &stop).unwrap();
+            let read = vnf.read_at_timer.unwrap();
+            if wait_for_backlog {
+                assert_eq!(read, queued, "the timer judged with the whole queue read");
+            } else {
+                assert_eq!(
+                    read,
+                    MemConfig::default().burst as u32,
+                    "served after one burst"
+                );
+            }
+        }
     }
 
     #[test]
