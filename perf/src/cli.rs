@@ -92,6 +92,18 @@ nfvinc-perf sequencer --backend mem --duration 2")]
     #[command(after_help = "Example:\n  \
 nfvinc-perf control --clients 100 --duration 10 --json out.json")]
     Control(crate::control::ControlArgs),
+    /// Failure detection: `vnf-fd` monitors --processes heartbeating
+    /// processes spread over --hosts ports; --crash of them crash at random
+    /// times; after the window one port goes down. Measures heartbeats
+    /// ingested per second, crash-to-suspect time, false suspicions,
+    /// link-down-to-unreachable time and the detector's CPU time (exit
+    /// status 1 if a crash goes undetected). `mem`: the detector logic
+    /// alone on one core.
+    #[command(after_help = "Examples:\n  \
+nfvinc-perf fd --backend afxdp,udp --processes 1000 --interval-ms 10 --duration 30 --crash 50 --json out.json\n  \
+nfvinc-perf fd --backend udp --crash 0 --duration 60\n  \
+nfvinc-perf fd --backend mem --duration 4")]
+    Fd(crate::fd::FdArgs),
 }
 
 /// A backend the VNF runs on.

@@ -9,6 +9,7 @@
 //! * [`seq`]: loss, duplicate and reordering accounting by sequence number.
 //! * [`mem_bench`]: the in-memory scenario (the VNF's logic alone).
 //! * [`paxos`]: the consensus scenario.
+//! * [`fd`]: the failure-detector scenario.
 //! * [`sequencer`]: the broadcast scenario.
 //! * [`control`]: the control-plane scenario (`nfvinc serve` under load).
 //! * [`vnf`]: the VNF under test as a child process.
@@ -23,6 +24,7 @@ pub mod control;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_null;
 pub mod echo;
+pub mod fd;
 pub mod frame;
 pub mod generator;
 pub mod mem_bench;

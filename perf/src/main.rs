@@ -43,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Paxos(args) => run_paxos(&args),
         Command::Sequencer(args) => perf::sequencer::main(&args),
         Command::Control(args) => run_control(&args),
+        Command::Fd(args) => run_fd(&args),
     }
 }
 
@@ -61,6 +62,46 @@ fn run_control(args: &perf::control::ControlArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_fd(args: &perf::fd::FdArgs) -> anyhow::Result<ExitCode> {
+    args.validate().map_err(|e| anyhow!(e))?;
+    if let Some(p) = &args.json {
+        check_writable("--json", p)?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let title = format!(
+        "fd: {} processes, {} ms heartbeats, {} ms margin, {} crashes, {} s per backend after {} s warm-up",
+        args.processes, args.interval_ms, args.margin_ms, args.crash, args.duration, args.warmup
+    );
+    tracing::info!("{title}");
+    let outcome = perf::fd::run_all(args, &stop);
+    println!("{title}");
+    if outcome.report.runs.is_empty() {
+        println!("(no run completed)");
+    } else {
+        print!("{}", outcome.report.table());
+        for r in &outcome.report.runs {
+            println!("{}", perf::fd::summary(r));
+        }
+    }
+    if let Some(p) = &args.json {
+        let text = serde_json::to_string_pretty(&outcome.report)?;
+        std::fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?;
+    }
+    if outcome.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for e in &outcome.errors {
+            eprintln!("error: {e}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn run_paxos(args: &perf::paxos::PaxosArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,1121 @@
+//! The failure-detector scenario: `nfvinc-perf fd`.
+//!
+//! For `afxdp` and `udp`, each run builds its own topology: a router
+//! namespace (the NFVI host's switch) with one port per process host
+//! (`p1`..`pH`, veths to host namespaces) and an uplink to the namespace
+//! where `vnf-fd` runs, pinned, on the backend under test, following the
+//! ports' link state (netlink). `--processes` monitored processes are
+//! spread over the hosts; one generator thread per host sends every
+//! process's heartbeats on its own period and phase (one `sendmmsg` per
+//! due group, woken at most every `tick`, never per heartbeat).
+//!
+//! The timeline of a run:
+//!
+//! 1. heartbeats start, the processes are added (each behind its port),
+//!    then `--warmup` seconds;
+//! 2. the measured window of `--duration` seconds: `--crash` processes,
+//!    picked at random, crash at random times (they stop sending). A
+//!    crash counts from the send time of the crashed process's last
+//!    heartbeat: it crashed right after it, the worst case for detection;
+//! 3. after the window, the last host's port is set down (`SIOCSIFFLAGS`
+//!    from a thread inside the router namespace, stamped just before the
+//!    call), and every live process behind it must become `unreachable`.
+//!
+//! Figures (the detector's transitions carry `CLOCK_MONOTONIC` stamps, the
+//! clock the generators and the link-down stamp read, so delays are
+//! measured where they happen):
+//!
+//! * `heartbeats_per_s`: heartbeats the detector ingested in the window
+//!   (its counter), per second;
+//! * `detection_ns`: crash-to-suspect percentiles (`p50`, `p99`, `max`);
+//!   `undetected` crashed processes never suspected fail the run;
+//! * `false_suspicions`: suspicions, in the window, of processes that had
+//!   not crashed;
+//! * `link_down_ns`: link-down to `unreachable`, over the processes behind
+//!   the port;
+//! * `cpu_s`: CPU time of the `vnf-fd` process in the window
+//!   (`/proc/PID/stat`), and `cpu_util` = `cpu_s / duration_s`.
+//!
+//! For `mem`, the detector logic alone on one core, in process: 1,000
+//! processes' heartbeat messages (NFVinc header and body) parsed and
+//! ingested a burst of 32 at a time, timers served between bursts
+//! (`heartbeats_per_s`); and the whole VNF shell on the in-memory backend,
+//! frames (Ethernet, IPv4, UDP checksum) to detector
+//! (`service_heartbeats_per_s`).
+//!
+//! The JSON report has the echo scenario's shape (`runs`: scenario,
+//! backend, duration_s, sent, received, lost, pps, latency_ns…) plus those
+//! fields.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use clap::Args;
+use dataplane::control::{ControlClient, call};
+use dataplane::netns::{End, Netns, veth};
+use dataplane::time::monotonic_nanos;
+use dataplane::wire::nfvinc::HEADER_LEN;
+use serde_json::{Value, json};
+use vnf_fd::wire::{Message, heartbeat};
+use vnf_fd::{Config, Detector, ProcessId, ProcessSpec, Time};
+
+use crate::cli::Backend;
+use crate::report::{Latency, Report, Run, new_histogram};
+use crate::vnf::Vnf;
+
+/// UDP port of the detector's direct channel in a run.
+const PORT: u16 = 7300;
+/// Address of the detector VNF.
+const VNF_ADDR: Ipv4Addr = Ipv4Addr::new(10, 81, 0, 2);
+/// Heartbeats per `sendmmsg`.
+const SEND_BATCH: usize = 64;
+/// How long after the window the crashes' suspicions and the link-down
+/// events may take to arrive before they count as missing.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Options of `nfvinc-perf fd`.
+#[derive(Debug, Clone, Args)]
+pub struct FdArgs {
+    /// Backends to run, in turn, comma separated (e.g. `afxdp,udp`).
+    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    pub backend: Vec<Backend>,
+    /// Monitored processes (1..=100000), spread over the hosts.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub processes: u32,
+    /// Heartbeat period of every process, in milliseconds (1..=10000).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub interval_ms: u64,
+    /// The detector's safety margin, in milliseconds: how late past its
+    /// expected arrival a heartbeat may be before the process is suspected.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub margin_ms: u64,
+    /// Measured seconds per backend, warm-up excluded (at most 3600).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_secs)]
+    pub duration: f64,
+    /// Warm-up seconds before the measured window (at most 60).
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_warmup)]
+    pub warmup: f64,
+    /// Processes that crash at random times in the window (0: a crash-free
+    /// run, where any suspicion is false).
+    #[arg(long, default_value_t = 50)]
+    pub crash: u32,
+    /// Process hosts, each behind its own port of the router (1..=16); the
+    /// last one's port goes down after the window.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub hosts: u8,
+    /// Core to pin the detector to (default: the last core).
+    #[arg(long)]
+    pub core: Option<usize>,
+    /// Seed of the crash schedule.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// The `vnf-fd` binary; default: next to this one.
+    #[arg(long, value_name = "PATH")]
+    pub vnf_bin: Option<PathBuf>,
+    /// Directory for the VNF's log; default: a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+fn parse_bounded(s: &str, max: f64) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v.is_finite() && v > 0.0 && v <= max) {
+        return Err(format!("{v} s is outside (0, {max}]"));
+    }
+    Ok(v)
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    parse_bounded(s, crate::cli::MAX_DURATION_S)
+}
+
+fn parse_warmup(s: &str) -> Result<f64, String> {
+    parse_bounded(s, crate::cli::MAX_WARMUP_S)
+}
+
+impl FdArgs {
+    /// Checks what clap cannot: crashes fit among the processes and leave
+    /// some behind the port that goes down.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.crash >= self.processes {
+            return Err(format!(
+                "--crash {} must be below --processes {}: live processes are needed for the link-down measurement",
+                self.crash, self.processes
+            ));
+        }
+        if u32::from(self.hosts) > self.processes {
+            return Err(format!(
+                "--hosts {} is more than --processes {}",
+                self.hosts, self.processes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `vnf-fd` binary to run.
+    pub fn vnf_bin(&self) -> Result<PathBuf, String> {
+        let path = match &self.vnf_bin {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find the current executable: {e}"))?
+                .with_file_name("vnf-fd"),
+        };
+        if !path.is_file() {
+            return Err(format!(
+                "VNF binary {} not found: build it (`cargo build --release -p vnf-fd`) or pass --vnf-bin",
+                path.display()
+            ));
+        }
+        Ok(path)
+    }
+}
+
+/// The runs that completed, and the errors of those that did not.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The report.
+    pub report: Report,
+    /// `backend: error` for each run that failed (a missed crash included).
+    pub errors: Vec<String>,
+}
+
+/// Runs every backend of `args` in turn; `stop` (a signal) ends the current
+/// run early and starts no other.
+pub fn run_all(args: &FdArgs, stop: &AtomicBool) -> Outcome {
+    let mut out = Outcome::default();
+    for &backend in &args.backend {
+        if stop.load(Ordering::Relaxed) {
+            out.errors
+                .push(format!("{}: not run (interrupted)", backend.name()));
+            continue;
+        }
+        let r = match backend {
+            Backend::Mem => run_mem(args, stop),
+            Backend::Afxdp | Backend::Udp | Backend::Dpdk => run_net(args, backend, stop),
+        };
+        match r {
+            Ok(run) => {
+                if let Some(n) = run.extra.get("undetected").and_then(Value::as_u64)
+                    && n > 0
+                {
+                    out.errors.push(format!(
+                        "{}: {n} crashed processes were never suspected",
+                        backend.name()
+                    ));
+                }
+                out.report.runs.push(run);
+            }
+            Err(e) => out.errors.push(format!("{}: {e:#}", backend.name())),
+        }
+    }
+    out
+}
+
+/// The one-line summary of each run printed under the table.
+pub fn summary(run: &Run) -> String {
+    let e = &run.extra;
+    if run.backend == "mem" {
+        return format!(
+            "mem: detector logic {:.1} M heartbeats/s ({:.1} ns each); whole shell from frames {:.1} M/s",
+            run.pps / 1e6,
+            run.ns_per_packet.unwrap_or(f64::NAN),
+            e["service_heartbeats_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+        );
+    }
+    let ms = |k: &str, p: &str| e[k][p].as_f64().unwrap_or(f64::NAN) / 1e6;
+    format!(
+        "{}: {:.0} heartbeats/s, detection p50/p99/max {:.1}/{:.1}/{:.1} ms, false suspicions {}, link down p50/max {:.2}/{:.2} ms, detector cpu {:.2} s ({:.0}% of a core)",
+        run.backend,
+        e["heartbeats_per_s"].as_f64().unwrap_or(0.0),
+        ms("detection_ns", "p50"),
+        ms("detection_ns", "p99"),
+        ms("detection_ns", "max"),
+        e["false_suspicions"],
+        ms("link_down_ns", "p50"),
+        ms("link_down_ns", "max"),
+        e["cpu_s"].as_f64().unwrap_or(f64::NAN),
+        100.0 * e["cpu_util"].as_f64().unwrap_or(f64::NAN),
+    )
+}
+
+fn base_run(args: &FdArgs, backend: Backend) -> Run {
+    Run {
+        scenario: "fd".into(),
+        backend: backend.name().into(),
+        duration_s: 0.0,
+        sent: 0,
+        received: 0,
+        lost: 0,
+        pps: 0.0,
+        latency_ns: Latency::default(),
+        latency_kind: "crash-to-suspect".into(),
+        mode: "open-loop".into(),
+        size: 0,
+        offered_pps: 0.0,
+        rate_pps: None,
+        in_flight: None,
+        ns_per_packet: None,
+        duplicates: 0,
+        reordered: 0,
+        warmup_s: args.warmup,
+        extra: serde_json::Map::new(),
+        curve: Vec::new(),
+    }
+}
+
+/// SplitMix64: the crash schedule and the in-memory ids.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+// ---------------------------------------------------------------- mem ---
+
+const MEM_PROCESSES: usize = 1000;
+const MEM_BURST: usize = 32;
+const MEM_INTERVAL_NS: u64 = 10_000_000;
+
+/// One heartbeat message per process, NFVinc header included.
+fn heartbeat_messages(ids: &[ProcessId]) -> Vec<Vec<u8>> {
+    ids.iter()
+        .map(|&process| {
+            let mut buf = vec![0u8; HEADER_LEN + heartbeat::LEN];
+            let n = Message::Heartbeat(heartbeat::Repr {
+                process,
+                seq: 1,
+                sent_ns: 1,
+            })
+            .emit(0, &mut buf)
+            .expect("room for a heartbeat");
+            buf.truncate(n);
+            buf
+        })
+        .collect()
+}
+
+fn mem_processes() -> Vec<ProcessId> {
+    let mut rng = 0x5eed;
+    (0..MEM_PROCESSES)
+        .map(|_| ProcessId(splitmix(&mut rng)))
+        .collect()
+}
+
+/// Heartbeats parsed and ingested per second by the detector alone, on
+/// `MEM_PROCESSES` processes, simulated time advancing one period per
+/// round; returns (heartbeats, elapsed, transitions).
+fn detector_rate(duration: Duration, stop: &AtomicBool) -> anyhow::Result<(u64, Duration, u64)> {
+    let ids = mem_processes();
+    let msgs = heartbeat_messages(&ids);
+    let mut det = Detector::with_capacity(Config::default(), ids.len())?;
+    for &id in &ids {
+        det.add_process(ProcessSpec::new(id), Time::ZERO)?;
+    }
+    let spacing = MEM_INTERVAL_NS / ids.len() as u64;
+    let mut burst: Vec<(ProcessId, Time)> = Vec::with_capacity(MEM_BURST);
+    let started = Instant::now();
+    let mut n = 0u64;
+    let mut round = 0u64;
+    while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+        let base = 1_000_000 + round * MEM_INTERVAL_NS;
+        for first in (0..msgs.len()).step_by(MEM_BURST) {
+            burst.clear();
+            for (i, m) in msgs
+                .iter()
+                .enumerate()
+                .skip(first)
+                .take(MEM_BURST.min(msgs.len() - first))
+            {
+                if let Ok((_, Message::Heartbeat(h))) = Message::parse_nfv(m) {
+                    burst.push((h.process, Time::from_nanos(base + i as u64 * spacing)));
+                }
+            }
+            det.heartbeats(&burst);
+            let now = burst.last().map_or(Time::ZERO, |b| b.1);
+            if det.poll_timeout().is_some_and(|t| t <= now) {
+                det.handle_timeout(now);
+            }
+            while det.poll_event().is_some() {}
+        }
+        n += msgs.len() as u64;
+        round += 1;
+    }
+    let c = det.counters();
+    ensure!(
+        c.heartbeats == n,
+        "the detector ingested {} heartbeats of {n}",
+        c.heartbeats
+    );
+    Ok((n, started.elapsed(), c.transitions))
+}
+
+/// Heartbeat frames through the whole VNF shell on the in-memory backend;
+/// returns (heartbeats, elapsed).
+fn service_rate(duration: Duration, stop: &AtomicBool) -> anyhow::Result<(u64, Duration)> {
+    use dataplane::io::PacketIo;
+    use dataplane::io::mem::{MemConfig, MemIo};
+    use dataplane::runtime::Vnf as _;
+    use dataplane::wire::{FrameSpec, write_udp_frame};
+
+    let ids = mem_processes();
+    let mut svc = vnf_fd::service::FdService::new(Config::default(), PORT)?;
+    let t0 = Instant::now();
+    for &id in &ids {
+        svc.add(ProcessSpec::new(id), None, t0)
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    let spec = FrameSpec {
+        src_mac: [2; 6],
+        dst_mac: [4; 6],
+        src_ip: Ipv4Addr::new(10, 0, 0, 1),
+        dst_ip: VNF_ADDR,
+        src_port: 40_000,
+        dst_port: PORT,
+    };
+    let frames: Vec<Vec<u8>> = heartbeat_messages(&ids)
+        .iter()
+        .map(|m| {
+            let mut f = vec![0u8; 256];
+            let n = write_udp_frame(&mut f, &spec, m).expect("room for a frame");
+            f.truncate(n);
+            f
+        })
+        .collect();
+    let mut io = MemIo::new(MemConfig {
+        chunks: 256,
+        chunk_size: 2048,
+        burst: MEM_BURST,
+        loopback: false,
+    })?;
+    let mut batch = io.new_batch();
+    let started = Instant::now();
+    let mut n = 0u64;
+    let mut next = 0usize;
+    while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+        for _ in 0..64 {
+            for _ in 0..MEM_BURST {
+                io.inject(&frames[next])?;
+                next = (next + 1) % frames.len();
+            }
+            let got = io.recv(&mut batch)?;
+            svc.process(Instant::now(), &mut batch);
+            if !batch.is_empty() {
+                io.send(&mut batch)?;
+                io.drain_sent(|_| {});
+            }
+            n += got as u64;
+        }
+    }
+    let ingested = svc.detector().counters().heartbeats;
+    ensure!(
+        ingested == n,
+        "the service ingested {ingested} heartbeats of {n} frames"
+    );
+    Ok((n, started.elapsed()))
+}
+
+fn run_mem(args: &FdArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
+    let mut run = base_run(args, Backend::Mem);
+    run.latency_kind = "none (detector logic alone)".into();
+    run.mode = "max".into();
+    run.size = 14 + 20 + 8 + HEADER_LEN + heartbeat::LEN;
+    let d = Duration::from_secs_f64(args.duration);
+    let _ = detector_rate(Duration::from_secs_f64(args.warmup.min(1.0)), stop)?;
+    let (n, elapsed, transitions) = detector_rate(d / 2, stop)?;
+    let (sn, selapsed) = service_rate(d / 2, stop)?;
+    let secs = elapsed.as_secs_f64();
+    run.duration_s = secs + selapsed.as_secs_f64();
+    run.sent = n;
+    run.received = n;
+    run.pps = n as f64 / secs;
+    run.offered_pps = run.pps;
+    run.ns_per_packet = Some(secs * 1e9 / n.max(1) as f64);
+    let service = sn as f64 / selapsed.as_secs_f64();
+    let e = &mut run.extra;
+    e.insert("processes".into(), json!(MEM_PROCESSES));
+    e.insert("heartbeats_per_s".into(), json!(run.pps));
+    e.insert("service_heartbeats_per_s".into(), json!(service));
+    e.insert(
+        "service_ns_per_heartbeat".into(),
+        json!(selapsed.as_secs_f64() * 1e9 / sn.max(1) as f64),
+    );
+    e.insert("false_suspicions".into(), json!(transitions));
+    Ok(run)
+}
+
+// ---------------------------------------------------------------- net ---
+
+fn host_ip(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 82, k as u8, 2)
+}
+
+/// The router, the detector's namespace and the process hosts.
+struct Topology {
+    router: Netns,
+    vnf: Netns,
+    hosts: Vec<Netns>,
+}
+
+impl Topology {
+    fn new(hosts: usize) -> anyhow::Result<Self> {
+        let router = Netns::new("fdpsw")?;
+        let vnf = Netns::new("fdpvnf")?;
+        veth(
+            End {
+                ns: &router,
+                ifname: "uplink",
+                cidr: "10.81.0.1/24",
+            },
+            End {
+                ns: &vnf,
+                ifname: "eth0",
+                cidr: &format!("{VNF_ADDR}/24"),
+            },
+        )?;
+        vnf.ip(&["route", "add", "default", "via", "10.81.0.1"])?;
+        let mut hs = Vec::new();
+        for k in 1..=hosts {
+            let h = Netns::new(&format!("fdph{k}"))?;
+            veth(
+                End {
+                    ns: &router,
+                    ifname: &format!("p{k}"),
+                    cidr: &format!("10.82.{k}.1/24"),
+                },
+                End {
+                    ns: &h,
+                    ifname: "eth0",
+                    cidr: &format!("{}/24", host_ip(k)),
+                },
+            )?;
+            h.ip(&["route", "add", "default", "via", &format!("10.82.{k}.1")])?;
+            hs.push(h);
+        }
+        router.exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
+        Ok(Topology {
+            router,
+            vnf,
+            hosts: hs,
+        })
+    }
+}
+
+/// One process as its host's generator drives it.
+#[derive(Debug, Clone, Copy)]
+struct Proc {
+    id: u64,
+    /// Offset of its heartbeats within the period.
+    phase_ns: u64,
+    /// It sends nothing due at or after this time.
+    crash_at: Option<u64>,
+}
+
+/// What a generator thread did.
+#[derive(Debug, Default)]
+struct GenOut {
+    /// Send time of each process's last heartbeat (by id).
+    last_sent: HashMap<u64, u64>,
+    /// Heartbeats sent in the measured window.
+    window_sent: u64,
+    /// Heartbeats the kernel refused (sendmmsg short or failed).
+    send_errors: u64,
+}
+
+/// Sends heartbeats for `procs` to the detector from `start` until `end`
+/// (or `stop`), every `interval_ns`, each on its phase; wakes at most every
+/// `tick_ns` and sends what is due in batches.
+fn generate(
+    procs: Vec<Proc>,
+    interval_ns: u64,
+    tick_ns: u64,
+    start: u64,
+    window: (u64, u64),
+    end: u64,
+    stop: &AtomicBool,
+) -> anyhow::Result<GenOut> {
+    let sock =
+        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).context("generator socket")?;
+    sock.connect(SocketAddrV4::new(VNF_ADDR, PORT))
+        .context("connecting the generator socket")?;
+    // Real-time priority, as libnfvinc's Heartbeater asks for: a sender
+    // held up by other load would make its processes look late, and the
+    // run would measure the generator instead of the detector.
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: plain syscall on the calling thread with a valid parameter.
+    if unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) } != 0 {
+        tracing::warn!(
+            "generator thread runs without real-time priority: late heartbeats may count as false suspicions"
+        );
+    }
+    let mut procs = procs;
+    procs.sort_by_key(|p| p.phase_ns);
+    let mut next_due: Vec<u64> = procs.iter().map(|p| start + p.phase_ns).collect();
+    let mut seq = vec![0u64; procs.len()];
+    let mut bufs = vec![[0u8; HEADER_LEN + heartbeat::LEN]; SEND_BATCH];
+    let mut out = GenOut::default();
+    // Processes are sorted by phase, so within a period the due ones are a
+    // run from a cursor that goes round.
+    let mut cursor = 0usize;
+    let mut wake = start;
+    while wake < end && !stop.load(Ordering::Relaxed) {
+        sleep_until(wake);
+        let now = monotonic_nanos();
+        let mut n = 0;
+        let mut scanned = 0;
+        while scanned < procs.len() && next_due[cursor] <= now {
+            let p = procs[cursor];
+            let due = next_due[cursor];
+            next_due[cursor] = due + interval_ns;
+            let alive = p.crash_at.is_none_or(|c| due < c);
+            if alive {
+                let msg = Message::Heartbeat(heartbeat::Repr {
+                    process: ProcessId(p.id),
+                    seq: seq[cursor],
+                    sent_ns: now,
+                });
+                seq[cursor] += 1;
+                msg.emit(0, &mut bufs[n])
+                    .map_err(|e| anyhow!("heartbeat: {e}"))?;
+                out.last_sent.insert(p.id, now);
+                n += 1;
+                if n == SEND_BATCH {
+                    send_batch(&sock, &bufs[..n], &mut out, now, window);
+                    n = 0;
+                }
+            }
+            cursor = (cursor + 1) % procs.len();
+            scanned += 1;
+        }
+        send_batch(&sock, &bufs[..n], &mut out, now, window);
+        let next = next_due[cursor];
+        wake = next.max(now + tick_ns);
+    }
+    Ok(out)
+}
+
+fn sleep_until(ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: a valid timespec; an early return (EINTR) only wakes the
+    // loop early, which it tolerates.
+    unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+/// One `sendmmsg` for `bufs` on the connected socket.
+fn send_batch(
+    sock: &UdpSocket,
+    bufs: &[[u8; HEADER_LEN + heartbeat::LEN]],
+    out: &mut GenOut,
+    now: u64,
+    window: (u64, u64),
+) {
+    if bufs.is_empty() {
+        return;
+    }
+    let mut iov: [libc::iovec; SEND_BATCH] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; SEND_BATCH];
+    // SAFETY: an all-zero mmsghdr is a valid "no address, no control" header.
+    let mut hdrs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    for (i, b) in bufs.iter().enumerate() {
+        iov[i].iov_base = b.as_ptr() as *mut libc::c_void;
+        iov[i].iov_len = b.len();
+        hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `hdrs[..len]` point at `iov` entries that point at `bufs`,
+    // all alive for the call.
+    let r = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            bufs.len() as libc::c_uint,
+            0,
+        )
+    };
+    let sent = if r < 0 { 0 } else { r as u64 };
+    out.send_errors += bufs.len() as u64 - sent;
+    if now >= window.0 && now < window.1 {
+        out.window_sent += sent;
+    }
+}
+
+/// Sets `ifname` down from a thread in `ns`; returns the `CLOCK_MONOTONIC`
+/// time just before the call.
+fn link_down(ns: &Netns, ifname: &str) -> anyhow::Result<u64> {
+    let name = ifname.to_owned();
+    ns.spawn(move || -> anyhow::Result<u64> {
+        // SAFETY: plain socket call.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+        ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: an all-zero ifreq is valid; the name fits (checked).
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        ensure!(name.len() < req.ifr_name.len(), "interface name too long");
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        // SAFETY: `req` is a valid ifreq for these ioctls on `fd`.
+        let r = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) };
+        let result = if r < 0 {
+            Err(anyhow!(
+                "SIOCGIFFLAGS {name}: {}",
+                std::io::Error::last_os_error()
+            ))
+        } else {
+            // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+            unsafe { req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short) };
+            let at = monotonic_nanos();
+            // SAFETY: as above.
+            if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
+                Err(anyhow!(
+                    "SIOCSIFFLAGS {name}: {}",
+                    std::io::Error::last_os_error()
+                ))
+            } else {
+                Ok(at)
+            }
+        };
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+        result
+    })
+    .join()
+    .map_err(|_| anyhow!("link-down thread panicked"))??
+}
+
+/// CPU time of `pid` so far, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is field 3, utime 14, stime 15.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("unexpected /proc/{pid}/stat"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        f.get(i)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("unexpected /proc/{pid}/stat"))
+    };
+    // `rest` starts at field 3.
+    let t = ticks(14 - 3)? + ticks(15 - 3)?;
+    // SAFETY: plain sysconf query.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(t as f64 / hz)
+}
+
+fn counter(control: &Path, name: &str) -> anyhow::Result<u64> {
+    let c = call(control, &json!({"op": "counters"}))
+        .map_err(|e| anyhow!("{}: {e}", control.display()))?;
+    c[name]
+        .as_u64()
+        .ok_or_else(|| anyhow!("{}: no counter {name} in {c}", control.display()))
+}
+
+/// One transition the detector published.
+#[derive(Debug, Clone)]
+struct Event {
+    process: u64,
+    to: String,
+    at_ns: u64,
+}
+
+/// Collects the detector's published transitions until `stop`.
+fn collect_events(
+    mut client: ControlClient,
+    stop: Arc<AtomicBool>,
+    sink: Arc<Mutex<Vec<Event>>>,
+    errors: Arc<AtomicU64>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match client.next_event(Duration::from_millis(50)) {
+            Ok(Some(e)) => {
+                let ev = Event {
+                    process: e["process"].as_u64().unwrap_or(u64::MAX),
+                    to: e["to"].as_str().unwrap_or("").to_owned(),
+                    at_ns: e["at_ns"].as_u64().unwrap_or(0),
+                };
+                sink.lock().expect("events lock").push(ev);
+            }
+            Ok(None) => {}
+            Err(_) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+fn latency_of(values: &[u64]) -> Latency {
+    let mut h = new_histogram();
+    for &v in values {
+        h.saturating_record(v.max(1));
+    }
+    Latency::of(&h)
+}
+
+fn latency_json(l: &Latency) -> Value {
+    json!({"p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999, "max": l.max})
+}
+
+fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result<Run> {
+    args.validate().map_err(|e| anyhow!(e))?;
+    let bin = args.vnf_bin().map_err(|e| anyhow!(e))?;
+    dataplane::netns::check_privileges().context("the afxdp and udp backends build namespaces")?;
+    let hosts = usize::from(args.hosts);
+    let topo = Topology::new(hosts)?;
+    let dir = match &args.log_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("nfvinc-perf-fd-{}", std::process::id())),
+    }
+    .join(backend.name());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let control = dir.join("fd.sock");
+    let cores = core_affinity::get_core_ids().map_or(1, |c| c.len());
+    let core = args.core.unwrap_or(cores.saturating_sub(1));
+    let router_path = Path::new("/run/netns").join(topo.router.name());
+    let mut cmd = topo.vnf.command(&bin);
+    cmd.args([
+        "--backend",
+        backend.name(),
+        "--iface",
+        "eth0",
+        "--bind",
+        "copy",
+    ])
+    .args(["--port", &PORT.to_string()])
+    .args(["--core", &core.to_string()])
+    .args(["--interval-ms", &args.interval_ms.to_string()])
+    .args(["--margin-ms", &args.margin_ms.to_string()])
+    .arg("--control")
+    .arg(&control)
+    .arg("--links")
+    .arg("--ports-netns")
+    .arg(&router_path)
+    .env("RUST_LOG", "warn");
+    let mut vnf = Vnf::spawn(cmd, &dir.join("vnf-fd.log"), Duration::from_secs(10))?;
+    let pid = vnf.pid().ok_or_else(|| anyhow!("vnf-fd has no pid"))?;
+
+    // Events first, so that nothing published is missed.
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let event_errors = Arc::new(AtomicU64::new(0));
+    let events_stop = Arc::new(AtomicBool::new(false));
+    let mut sub = ControlClient::connect(&control).map_err(|e| anyhow!("{e}"))?;
+    sub.subscribe().map_err(|e| anyhow!("{e}"))?;
+    let collector = {
+        let (s, e, x) = (events_stop.clone(), events.clone(), event_errors.clone());
+        std::thread::spawn(move || collect_events(sub, s, e, x))
+    };
+
+    // Processes, round-robin over the hosts, phases spread over the period;
+    // crashes at random times of the window, leaving the last `3 periods +
+    // margin` free so that every one can be detected inside it.
+    let n = args.processes as usize;
+    let interval_ns = args.interval_ms * 1_000_000;
+    let margin_ns = args.margin_ms * 1_000_000;
+    let host_of = |i: usize| i % hosts;
+    let mut rng = args.seed;
+    let mut crashing: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (splitmix(&mut rng) % (i as u64 + 1)) as usize;
+        crashing.swap(i, j);
+    }
+    crashing.truncate(args.crash as usize);
+    let start = monotonic_nanos() + 200_000_000;
+    let warmup_ns = (args.warmup * 1e9) as u64;
+    let duration_ns = (args.duration * 1e9) as u64;
+    let window = (start + warmup_ns, start + warmup_ns + duration_ns);
+    let crash_span = duration_ns
+        .saturating_sub(3 * interval_ns + margin_ns)
+        .max(1);
+    let mut crash_at: HashMap<u64, u64> = HashMap::new();
+    for &i in &crashing {
+        crash_at.insert(i as u64 + 1, window.0 + splitmix(&mut rng) % crash_span);
+    }
+    let mut per_host: Vec<Vec<Proc>> = vec![Vec::new(); hosts];
+    for i in 0..n {
+        let id = i as u64 + 1;
+        per_host[host_of(i)].push(Proc {
+            id,
+            phase_ns: (i as u64 * interval_ns) / n as u64,
+            crash_at: crash_at.get(&id).copied(),
+        });
+    }
+    // Generators stop a settling time after the window, so that the link
+    // down after it still has heartbeating processes behind the port.
+    let gen_end = window.1 + SETTLE.as_nanos() as u64 + 500_000_000;
+    let gen_stop = Arc::new(AtomicBool::new(false));
+    let tick_ns = (interval_ns / 10).clamp(100_000, 1_000_000);
+    let mut gens = Vec::new();
+    for (k, procs) in per_host.into_iter().enumerate() {
+        let s = gen_stop.clone();
+        gens.push(
+            topo.hosts[k]
+                .spawn(move || generate(procs, interval_ns, tick_ns, start, window, gen_end, &s)),
+        );
+    }
+    let abort = |gen_stop: &AtomicBool, e: anyhow::Error| {
+        gen_stop.store(true, Ordering::Relaxed);
+        e
+    };
+
+    for i in 0..n {
+        let id = i as u64 + 1;
+        call(
+            &control,
+            &json!({"op": "add", "process": id, "link": format!("p{}", host_of(i) + 1)}),
+        )
+        .map_err(|e| abort(&gen_stop, anyhow!("adding process {id}: {e}")))?;
+    }
+    tracing::info!(processes = n, hosts, "processes added, warming up");
+
+    let wait_until = |t: u64| {
+        while monotonic_nanos() < t && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_until(window.0);
+    let hb0 = counter(&control, "heartbeats").map_err(|e| abort(&gen_stop, e))?;
+    let cpu0 = cpu_seconds(pid).map_err(|e| abort(&gen_stop, e))?;
+    let t0 = monotonic_nanos();
+    wait_until(window.1);
+    let hb1 = counter(&control, "heartbeats").map_err(|e| abort(&gen_stop, e))?;
+    let cpu1 = cpu_seconds(pid).map_err(|e| abort(&gen_stop, e))?;
+    let t1 = monotonic_nanos();
+    let interrupted = stop.load(Ordering::Relaxed);
+
+    // Link down on the last host's port, once the crashes have settled.
+    std::thread::sleep(Duration::from_millis(200));
+    let behind: Vec<u64> = (0..n)
+        .filter(|&i| host_of(i) == hosts - 1)
+        .map(|i| i as u64 + 1)
+        .filter(|id| !crash_at.contains_key(id))
+        .collect();
+    let down_at = if interrupted {
+        None
+    } else {
+        Some(link_down(&topo.router, &format!("p{hosts}")).map_err(|e| abort(&gen_stop, e))?)
+    };
+    let settle_until = Instant::now() + SETTLE;
+    while Instant::now() < settle_until && !stop.load(Ordering::Relaxed) {
+        let seen = {
+            let ev = events.lock().expect("events lock");
+            let unreachable = ev
+                .iter()
+                .filter(|e| e.to == "unreachable" && down_at.is_some_and(|d| e.at_ns >= d))
+                .count();
+            let suspected = ev.iter().filter(|e| e.to == "suspected").count();
+            unreachable >= behind.len() && suspected >= crash_at.len()
+        };
+        if seen {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    gen_stop.store(true, Ordering::Relaxed);
+    let mut gen_out = Vec::new();
+    for g in gens {
+        gen_out.push(
+            g.join()
+                .map_err(|_| anyhow!("a generator thread panicked"))?
+                .map_err(|e| anyhow!("{e}"))??,
+        );
+    }
+    let dropped = counter(&control, "events_dropped").unwrap_or(0);
+    events_stop.store(true, Ordering::Relaxed);
+    let _ = collector.join();
+    let status = vnf.stop()?;
+    if event_errors.load(Ordering::Relaxed) > 0 {
+        bail!(
+            "the detector's event stream broke; its log: {}",
+            vnf.log().display()
+        );
+    }
+    if let Some(s) = status
+        && !s.success()
+    {
+        tracing::warn!(%s, log = %vnf.log().display(), "vnf-fd exited with an error");
+    }
+
+    // Figures.
+    let events = std::mem::take(&mut *events.lock().expect("events lock"));
+    let dump: Vec<Value> = events
+        .iter()
+        .map(|e| json!({"process": e.process, "to": e.to, "at_ns": e.at_ns}))
+        .collect();
+    let _ = std::fs::write(dir.join("events.json"), Value::Array(dump).to_string());
+    let mut last_sent: HashMap<u64, u64> = HashMap::new();
+    let mut window_sent = 0;
+    let mut send_errors = 0;
+    for g in gen_out {
+        last_sent.extend(g.last_sent);
+        window_sent += g.window_sent;
+        send_errors += g.send_errors;
+    }
+    let mut detection = Vec::new();
+    let mut undetected = 0u64;
+    for &id in crash_at.keys() {
+        let Some(&crashed) = last_sent.get(&id) else {
+            undetected += 1;
+            continue;
+        };
+        match events
+            .iter()
+            .find(|e| e.process == id && e.to == "suspected" && e.at_ns >= crashed)
+        {
+            Some(e) => detection.push(e.at_ns - crashed),
+            None => undetected += 1,
+        }
+    }
+    let false_suspicions = events
+        .iter()
+        .filter(|e| e.to == "suspected" && e.at_ns >= t0 && e.at_ns <= t1)
+        .filter(|e| {
+            crash_at.get(&e.process).is_none_or(|_| {
+                last_sent
+                    .get(&e.process)
+                    .is_none_or(|&crashed| e.at_ns < crashed)
+            })
+        })
+        .count() as u64;
+    let mut link_delays = Vec::new();
+    if let Some(d) = down_at {
+        for id in &behind {
+            if let Some(e) = events
+                .iter()
+                .find(|e| e.process == *id && e.to == "unreachable" && e.at_ns >= d)
+            {
+                link_delays.push(e.at_ns - d);
+            }
+        }
+    }
+    let link_missing = if down_at.is_some() {
+        behind.len() - link_delays.len()
+    } else {
+        0
+    };
+
+    let secs = (t1 - t0) as f64 / 1e9;
+    let ingested = hb1.saturating_sub(hb0);
+    let cpu = cpu1 - cpu0;
+    let detection_l = latency_of(&detection);
+    let link_l = latency_of(&link_delays);
+    let mut run = base_run(args, backend);
+    run.duration_s = secs;
+    run.sent = window_sent;
+    run.received = ingested;
+    run.lost = window_sent.saturating_sub(ingested);
+    run.pps = ingested as f64 / secs;
+    run.offered_pps = window_sent as f64 / secs;
+    run.latency_ns = detection_l;
+    run.size = 14 + 20 + 8 + HEADER_LEN + heartbeat::LEN;
+    let e = &mut run.extra;
+    e.insert("processes".into(), json!(n));
+    e.insert("interval_ms".into(), json!(args.interval_ms));
+    e.insert("window_start_ns".into(), json!(t0));
+    e.insert("margin_ms".into(), json!(args.margin_ms));
+    e.insert("heartbeats_per_s".into(), json!(run.pps));
+    e.insert("detection_ns".into(), latency_json(&detection_l));
+    e.insert("crashed".into(), json!(crash_at.len()));
+    e.insert("detected".into(), json!(detection.len()));
+    e.insert("undetected".into(), json!(undetected));
+    e.insert("false_suspicions".into(), json!(false_suspicions));
+    e.insert("link_down_ns".into(), latency_json(&link_l));
+    e.insert("link_down_processes".into(), json!(behind.len()));
+    e.insert("link_down_missing".into(), json!(link_missing));
+    e.insert("cpu_s".into(), json!(cpu));
+    e.insert("cpu_util".into(), json!(cpu / secs));
+    e.insert("send_errors".into(), json!(send_errors));
+    e.insert("events_dropped".into(), json!(dropped));
+    if interrupted {
+        e.insert("interrupted".into(), json!(true));
+    }
+    if link_missing > 0 {
+        tracing::warn!(
+            missing = link_missing,
+            "processes behind the downed port never became unreachable"
+        );
+    }
+    Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: FdArgs,
+    }
+
+    #[test]
+    fn defaults_and_bad_input() {
+        let t = T::try_parse_from(["x", "--backend", "afxdp,udp"]).unwrap();
+        assert_eq!(
+            (t.a.processes, t.a.interval_ms, t.a.crash, t.a.hosts),
+            (1000, 10, 50, 4)
+        );
+        assert!(t.a.validate().is_ok());
+        assert!(T::try_parse_from(["x", "--backend", "udp", "--processes", "0"]).is_err());
+        assert!(T::try_parse_from(["x", "--backend", "udp", "--duration", "-1"]).is_err());
+        let t = T::try_parse_from([
+            "x",
+            "--backend",
+            "udp",
+            "--processes",
+            "10",
+            "--crash",
+            "10",
+        ])
+        .unwrap();
+        assert!(t.a.validate().unwrap_err().contains("--crash"));
+    }
+
+    #[test]
+    fn cpu_seconds_reads_this_process() {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(splitmix(&mut 1));
+        }
+        let s = cpu_seconds(std::process::id()).unwrap();
+        assert!(s > 0.0 && s < 1e6, "{s}");
+    }
+
+    #[test]
+    fn the_in_memory_run_ingests_every_heartbeat_without_suspicion() {
+        let stop = AtomicBool::new(false);
+        let (n, elapsed, transitions) = detector_rate(Duration::from_millis(50), &stop).unwrap();
+        assert!(n >= MEM_PROCESSES as u64 && !elapsed.is_zero());
+        assert_eq!(transitions, 0);
+        let (sn, _) = service_rate(Duration::from_millis(50), &stop).unwrap();
+        assert!(sn > 0);
+    }
+}
