@@ -11,6 +11,7 @@ use crate::catalog;
 use crate::error::ApiError;
 use crate::manager;
 use crate::scheduler::{self, RequestStatus};
+use crate::services;
 use crate::state::AppState;
 
 /// Where an instance's control socket is.
@@ -38,8 +39,34 @@ pub enum SendError {
     Lost(String),
 }
 
-/// Sends one operation to the instance's control socket.
+/// Sends one operation to the instance: to the daemon's gateway member for
+/// the operations it serves ([`services::is_gateway_op`]), else to the
+/// VNF's control socket. A sequencer's member list, as its answers give it,
+/// is recorded for heals.
 pub async fn send(
+    state: &AppState,
+    instance_id: &str,
+    op: &str,
+    args: &Value,
+) -> Result<Value, SendError> {
+    let row = manager::load_any(state, instance_id)
+        .await
+        .map_err(|e| SendError::NotDelivered(e.to_string()))?
+        .ok_or_else(|| SendError::NotDelivered("the instance was removed".into()))?;
+    if services::is_gateway_op(&row.service, op) {
+        return services::gateway_op(state, &row, op, args).await;
+    }
+    let v = send_control(state, instance_id, op, args).await?;
+    if row.service == "sequencer" {
+        if let Some(members) = services::members_of(&v) {
+            manager::record_members(state, instance_id, &members).await;
+        }
+    }
+    Ok(v)
+}
+
+/// Sends one operation to the instance's control socket.
+pub async fn send_control(
     state: &AppState,
     instance_id: &str,
     op: &str,

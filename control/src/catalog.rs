@@ -76,6 +76,9 @@ pub struct Service {
     pub operations: Vec<Operation>,
     /// A service for tests, not for applications.
     pub test: bool,
+    /// Most workers an instance scales to (1: the service keeps one state
+    /// machine per process and does not scale by queues).
+    pub max_replicas: u32,
 }
 
 fn p(name: &'static str, kind: ParamType, required: bool) -> Param {
@@ -146,6 +149,55 @@ fn all() -> Vec<Service> {
         ),
     ];
     fd_ops.extend(common_ops());
+    let mut seq_ops = vec![
+        op(
+            "add",
+            "Add a member to the group (its direct-channel address, where group frames go)",
+            true,
+            vec![p("process", Uint, true), p("addr", String, true)],
+        ),
+        op(
+            "remove",
+            "Remove a member from the group",
+            true,
+            vec![p("process", Uint, true)],
+        ),
+        op(
+            "broadcast",
+            "Broadcast a message to the group (mode: reliable, atomic (default), fifo or causal); deliveries come on the event stream",
+            true,
+            vec![p("message", Any, true), p("mode", String, false)],
+        ),
+        op("group", "The group id, epoch and members", false, vec![]),
+        op(
+            "epoch",
+            "The epoch and the next sequence number",
+            false,
+            vec![],
+        ),
+    ];
+    seq_ops.extend(common_ops());
+    let mut paxos_ops = vec![
+        op(
+            "propose",
+            "Propose a value and wait for its decision; decisions come on the event stream",
+            true,
+            vec![p("value", Any, true)],
+        ),
+        op(
+            "leader",
+            "The leader the coordinator believes in, and the highest ballot",
+            false,
+            vec![],
+        ),
+        op(
+            "membership",
+            "Configured members and acceptor identities",
+            false,
+            vec![],
+        ),
+    ];
+    paxos_ops.extend(common_ops());
     let mut journal_ops = vec![
         op(
             "append",
@@ -168,6 +220,7 @@ fn all() -> Vec<Service> {
             authenticated: true,
             operations: fd_ops,
             test: false,
+            max_replicas: crate::manager::MAX_REPLICAS,
         },
         Service {
             name: "sequencer",
@@ -178,8 +231,9 @@ fn all() -> Vec<Service> {
             control_socket: true,
             modes: vec!["rest", "direct"],
             authenticated: false,
-            operations: common_ops(),
+            operations: seq_ops,
             test: false,
+            max_replicas: 1,
         },
         Service {
             name: "consensus",
@@ -190,8 +244,9 @@ fn all() -> Vec<Service> {
             control_socket: true,
             modes: vec!["rest", "direct"],
             authenticated: false,
-            operations: common_ops(),
+            operations: paxos_ops,
             test: false,
+            max_replicas: 1,
         },
         Service {
             name: "echo",
@@ -204,6 +259,7 @@ fn all() -> Vec<Service> {
             authenticated: false,
             operations: vec![],
             test: true,
+            max_replicas: crate::manager::MAX_REPLICAS,
         },
         Service {
             name: "journal",
@@ -216,6 +272,7 @@ fn all() -> Vec<Service> {
             authenticated: false,
             operations: journal_ops,
             test: true,
+            max_replicas: crate::manager::MAX_REPLICAS,
         },
     ]
 }

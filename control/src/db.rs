@@ -105,6 +105,13 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     ",
+    // 2: every process of a multi-process instance (JSON array of pids),
+    // and a sequencer's members as its VNF last listed them (JSON array of
+    // [process, "ip:port"]), for heals that take the group over.
+    "
+    ALTER TABLE instances ADD COLUMN pids TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE instances ADD COLUMN members TEXT NOT NULL DEFAULT '[]';
+    ",
 ];
 
 /// Seconds since the Unix epoch.

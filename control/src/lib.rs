@@ -11,6 +11,7 @@
 //! | [`agent`] | Configuration Agent: tenant networks, session keys |
 //! | [`auth`] | users, API keys, sessions, the bearer extractor |
 //! | [`catalog`] | the discovery catalog |
+//! | [`services`] | launching the sequencer and consensus services, their REST gateway member |
 //! | [`db`], [`config`], [`error`], [`metrics`], [`state`], [`server`] | plumbing |
 //!
 //! ## Running it
@@ -48,5 +49,6 @@ pub mod monitor;
 pub mod routes;
 pub mod scheduler;
 pub mod server;
+pub mod services;
 pub mod state;
 pub mod vim;

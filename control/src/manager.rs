@@ -56,10 +56,14 @@ pub struct InstanceRow {
     pub restarts: u32,
     /// Creation time (Unix seconds).
     pub created_at: i64,
+    /// Every process id of the instance (the first is `pid`).
+    pub pids: Vec<u32>,
+    /// A sequencer's members as its VNF last listed them.
+    pub members: Vec<(u64, String)>,
 }
 
 const COLUMNS: &str = "id, user_id, service, version, name, state, pid, addr, port, control_path, \
-                       config, scale_min, scale_max, replicas, restarts, created_at";
+                       config, scale_min, scale_max, replicas, restarts, created_at, pids, members";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<InstanceRow> {
     let config: String = r.get(10)?;
@@ -80,6 +84,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<InstanceRow> {
         replicas: r.get(13)?,
         restarts: r.get(14)?,
         created_at: r.get(15)?,
+        pids: serde_json::from_str(&r.get::<_, String>(16)?).unwrap_or_default(),
+        members: serde_json::from_str(&r.get::<_, String>(17)?).unwrap_or_default(),
     })
 }
 
@@ -143,6 +149,17 @@ pub struct DirectEndpoint {
     /// channel: it is never shown again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_key: Option<String>,
+    /// The address applications on this host bind their end of the channel
+    /// to, so that the instance can reach them (the host end of the
+    /// tenant's link): a sequencer sends its group frames there.
+    pub client_addr: String,
+    /// A sequencer's group id (the session id its frames carry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u64>,
+    /// The processes of an instance that has several (consensus:
+    /// coordinators, acceptors, learners), or the sequencer's one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<crate::services::RoleEndpoint>,
 }
 
 impl InstanceRow {
@@ -165,6 +182,9 @@ impl InstanceRow {
                 port: self.port,
                 session_id: None,
                 session_key: None,
+                client_addr: crate::services::client_addr(&self.addr),
+                group: (self.service == "sequencer").then(|| crate::services::group_of(&self.id)),
+                roles: crate::services::endpoints(self),
             },
             scale: Scale {
                 min: self.scale_min,
@@ -300,7 +320,13 @@ pub async fn list(state: &AppState, user_id: Option<i64>) -> Result<Vec<Instance
         .await
 }
 
-fn spec_for(state: &AppState, row: &InstanceRow, net: &TenantNet) -> Result<LaunchSpec, ApiError> {
+/// How to start `row`'s VNF processes; `fresh` for a first start.
+fn spec_for(
+    state: &AppState,
+    row: &InstanceRow,
+    net: &TenantNet,
+    fresh: bool,
+) -> Result<LaunchSpec, ApiError> {
     let svc = catalog::find(&state.vnf_dir, true, &row.service)
         .ok_or_else(|| ApiError::Internal(format!("service {:?} left the catalog", row.service)))?;
     let mut extra_args = validate_config(&row.config)?;
@@ -329,7 +355,32 @@ fn spec_for(state: &AppState, row: &InstanceRow, net: &TenantNet) -> Result<Laun
             .join("logs")
             .join(format!("{}.log", row.id)),
         ready_timeout: Duration::from_millis(state.config.vim.ready_timeout_ms),
+        roles: crate::services::roles(state, row, fresh),
     })
+}
+
+/// Records a sequencer's member list, as its VNF answered it.
+pub async fn record_members(state: &AppState, id: &str, members: &[(u64, String)]) {
+    let (idc, m) = (id.to_owned(), json!(members).to_string());
+    let _ = state
+        .db
+        .call(move |c| {
+            c.execute(
+                "UPDATE instances SET members = ?2 WHERE id = ?1",
+                params![idc, m],
+            )?;
+            Ok(())
+        })
+        .await;
+}
+
+/// The recorded process ids of `row` (older rows have only `pid`).
+fn recorded_pids(row: &InstanceRow) -> Vec<u32> {
+    if row.pids.is_empty() {
+        row.pid.into_iter().collect()
+    } else {
+        row.pids.clone()
+    }
 }
 
 /// Where an instance's session keys are handed to its VNF.
@@ -447,6 +498,12 @@ pub async fn create(
         },
         &req.scale.unwrap_or_default(),
     )?;
+    if scale.max > svc.max_replicas {
+        return Err(ApiError::Unprocessable(format!(
+            "service {:?} scales to at most {} worker(s) per instance; got max {}",
+            svc.name, svc.max_replicas, scale.max
+        )));
+    }
 
     let mut idb = [0u8; 8];
     rand::rng().fill_bytes(&mut idb);
@@ -488,9 +545,11 @@ pub async fn create(
                 }
                 // Ports are per tenant network; without isolation every
                 // instance shares one namespace, so they are per daemon.
+                // Each instance gets PORT_SPAN ports (the consensus
+                // service's processes take consecutive ones).
                 let port: u32 = tx.query_row(
-                    "SELECT COALESCE(MAX(port) + 1, ?1) FROM instances WHERE ?2 OR user_id = ?3",
-                    params![base, shared_ns, user_id],
+                    "SELECT COALESCE(MAX(port) + ?4, ?1) FROM instances WHERE ?2 OR user_id = ?3",
+                    params![base, shared_ns, user_id, crate::services::PORT_SPAN],
                     |r| r.get(0),
                 )?;
                 let port = u16::try_from(port)
@@ -515,7 +574,7 @@ pub async fn create(
     };
     let key = agent::session_key();
     write_keys(state, &id, Some((session_id, key))).await?;
-    let spec = spec_for(state, &row, &net)?;
+    let spec = spec_for(state, &row, &net, true)?;
     let launched = match state.vim.instantiate(&spec).await {
         Ok(l) => l,
         Err(e) => {
@@ -532,13 +591,15 @@ pub async fn create(
         }
     };
     let (idc, addr, port) = (id.clone(), row.addr.clone(), row.port);
+    let pids = json!(launched.pids).to_string();
+    let ready_ms = launched.ready_after.as_secs_f64() * 1e3;
     let row = state
         .db
         .call(move |c| {
             let tx = c.transaction()?;
             tx.execute(
-                "UPDATE instances SET state = 'running', available = 1, pid = ?2, updated_at = ?3 WHERE id = ?1",
-                params![idc, launched.pid, now_s()],
+                "UPDATE instances SET state = 'running', available = 1, pid = ?2, pids = ?4, updated_at = ?3 WHERE id = ?1",
+                params![idc, launched.pid, now_s(), pids],
             )?;
             // The direct channel's flow route and key; the XDP program's
             // map is filled from this table by the dataplane integration.
@@ -552,7 +613,7 @@ pub async fn create(
                 Some(user_id),
                 Some(&idc),
                 "created",
-                &json!({"pid": launched.pid, "ready_ms": launched.ready_after.as_secs_f64() * 1e3}),
+                &json!({"pid": launched.pid, "ready_ms": ready_ms}),
             )?;
             let row = tx.query_row(
                 &format!("SELECT {COLUMNS} FROM instances WHERE id = ?1"),
@@ -622,9 +683,13 @@ pub async fn remove(state: &AppState, row: &InstanceRow) -> Result<(), ApiError>
         return Err(e);
     }
     let _ = rt.lifecycle.send(json!({"lifecycle": "removed"}));
-    state.vim.terminate(&row.id, row.pid).await;
+    *rt.gateway.lock().await = None;
+    state.vim.terminate(&row.id, &recorded_pids(row)).await;
     kill_strays(&row.id);
     let _ = std::fs::remove_file(keys_path(state, &row.id));
+    for f in crate::services::leftovers(state, row) {
+        let _ = std::fs::remove_file(f);
+    }
     // The entry stays busy until it is forgotten: nothing restarts it.
     state.registry.remove(&row.id);
     let _ = std::fs::remove_file(&row.control_path);
@@ -692,21 +757,28 @@ pub async fn restart(state: &AppState, row: &InstanceRow, why: Restart) -> Resul
     let result = async {
         let net = agent::ensure_network(state, row.user_id).await?;
         write_keys(state, &row.id, None).await?;
-        let spec = spec_for(state, row, &net)?;
-        let pid = state.vim.pid(&row.id).or(row.pid);
+        // The row as it is now (a sequencer's members may have changed
+        // since the caller read it).
+        let row = load_any(state, &row.id).await?.unwrap_or_else(|| row.clone());
+        let spec = spec_for(state, &row, &net, false)?;
+        let mut pids = state.vim.pids(&row.id);
+        if pids.is_empty() {
+            pids = recorded_pids(&row);
+        }
         let launched = match why {
-            Restart::Scale => state.vim.scale(&spec, pid).await,
-            _ => state.vim.heal(&spec, pid).await,
+            Restart::Scale => state.vim.scale(&spec, &pids).await,
+            _ => state.vim.heal(&spec, &pids).await,
         }
         .map_err(|e| ApiError::BadGateway(format!("instance failed to restart: {e}")))?;
         let (id, user_id) = (row.id.clone(), row.user_id);
         let kind = format!("{why:?}").to_lowercase();
+        let pids = json!(launched.pids).to_string();
         state
             .db
             .call(move |c| {
                 c.execute(
-                    "UPDATE instances SET state = 'running', available = 1, pid = ?2, restarts = restarts + 1, updated_at = ?3 WHERE id = ?1",
-                    params![id, launched.pid, now_s()],
+                    "UPDATE instances SET state = 'running', available = 1, pid = ?2, pids = ?4, restarts = restarts + 1, updated_at = ?3 WHERE id = ?1",
+                    params![id, launched.pid, now_s(), pids],
                 )?;
                 record_event(c, Some(user_id), Some(&id), &kind, &json!({"pid": launched.pid}))?;
                 Ok(())
@@ -771,10 +843,11 @@ pub async fn reconcile(state: &AppState) -> Result<(), ApiError> {
                 continue;
             }
         };
-        let spec = spec_for(state, &row, &net)?;
-        if let Some(pid) = row.pid {
-            if state.vim.adopt(&spec, pid) {
-                tracing::info!(instance = %row.id, pid, "adopted running instance");
+        let spec = spec_for(state, &row, &net, false)?;
+        let pids = recorded_pids(&row);
+        if let Some(&pid) = pids.first() {
+            if state.vim.adopt(&spec, &pids) {
+                tracing::info!(instance = %row.id, pid, processes = pids.len(), "adopted running instance");
                 state.registry.insert(&row.id, row.state == "running");
                 continue;
             }
@@ -810,7 +883,10 @@ pub async fn stop_all(state: &AppState) {
         if let Some(rt) = state.registry.get(&row.id) {
             rt.available.store(false, Ordering::Release);
         }
-        state.vim.terminate(&row.id, row.pid).await;
+        if let Some(rt) = state.registry.get(&row.id) {
+            *rt.gateway.lock().await = None;
+        }
+        state.vim.terminate(&row.id, &recorded_pids(row)).await;
         kill_strays(&row.id);
     }
     agent::teardown_all(state).await;

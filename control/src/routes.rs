@@ -356,6 +356,13 @@ async fn scale_instance(
     let mut row = manager::load(&state, caller.user_id, &id).await?;
     let cur = row.view(&state).scale;
     let new = manager::apply_scale(&cur, &req)?;
+    let most = catalog::find(&state.vnf_dir, true, &row.service).map_or(1, |s| s.max_replicas);
+    if new.max > most {
+        return Err(ApiError::Unprocessable(format!(
+            "service {:?} scales to at most {most} worker(s) per instance; got max {}",
+            row.service, new.max
+        )));
+    }
     row.scale_min = new.min;
     row.scale_max = new.max;
     let resize = new.replicas != row.replicas;
@@ -539,6 +546,33 @@ async fn events(
         }
     });
 
+    // The daemon's own member of a sequencer or consensus instance: its
+    // deliveries and decisions are this stream's `vnf` events. Started now,
+    // so that everything sent after the response is seen.
+    if matches!(row.service.as_str(), "sequencer" | "consensus") && rt.is_available() {
+        let mut events = rt.events.subscribe();
+        if let Err(e) = crate::services::gateway(&state, &row).await {
+            tracing::warn!(instance = %row.id, error = ?e, "cannot start the gateway member");
+        }
+        let etx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(v) => {
+                            let e = Event::default().event("vnf").data(v.to_string());
+                            if etx.send(e).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return,
+                    },
+                    _ = etx.closed() => return,
+                }
+            }
+        });
+    }
     let control =
         catalog::find(&state.vnf_dir, true, &row.service).is_some_and(|s| s.control_socket);
     if control {
@@ -691,7 +725,7 @@ impl Modify for ProblemResponses {
           heal_instance, delete_instance, operation, get_request, instance_metrics, events),
     components(schemas(Problem, Catalog, Limits, Service, SessionRequest, SessionResponse,
                        InstanceList, InstanceView, Created, CreateInstance, ScaleRequest, Reconfigure,
-                       OpResult, RequestStatus, InstanceMetrics)),
+                       OpResult, RequestStatus, InstanceMetrics, crate::services::RoleEndpoint)),
     modifiers(&BearerScheme, &ProblemResponses)
 )]
 pub struct ApiDoc;

@@ -57,6 +57,12 @@ pub struct InstanceRt {
     /// bounding our own calls well below that keeps a burst of REST
     /// operations waiting here, instead of being refused by a healthy VNF.
     pub calls: Semaphore,
+    /// Events of the daemon's own member of the instance (deliveries,
+    /// decisions), for SSE streams.
+    pub events: broadcast::Sender<Value>,
+    /// The daemon's own member of the instance, once started
+    /// ([`crate::services::gateway`]).
+    pub gateway: tokio::sync::Mutex<Option<Arc<crate::services::Gateway>>>,
 }
 
 /// Control-socket calls one instance gets at once from the daemon (the
@@ -72,6 +78,8 @@ impl InstanceRt {
             busy: AtomicBool::new(false),
             restarts: AtomicU64::new(0),
             calls: Semaphore::new(CONTROL_CALLS),
+            events: broadcast::channel(1024).0,
+            gateway: tokio::sync::Mutex::new(None),
         }
     }
 

@@ -46,10 +46,42 @@ pub struct LaunchSpec {
     pub log: PathBuf,
     /// Longest wait for `READY`.
     pub ready_timeout: Duration,
+    /// The processes of a multi-process instance (the consensus service's
+    /// roles), or of a VNF that needs arguments of its own (the
+    /// sequencer's group); empty: one process with the common arguments.
+    pub roles: Vec<RoleSpec>,
+}
+
+/// One process of an instance that has several, or arguments of its own.
+#[derive(Debug, Clone)]
+pub struct RoleSpec {
+    /// Its name within the instance (`coordinator-0`, `acceptor-1`…).
+    pub name: String,
+    /// Its UDP port, given as `--port` (`None`: the VNF takes it from its
+    /// own arguments, as `vnf-paxos` does from its member lists).
+    pub port: Option<u16>,
+    /// Its control socket; also what recognises the process after a daemon
+    /// restart, so every role of an instance needs a distinct one.
+    pub control: PathBuf,
+    /// Its own arguments, after the common ones.
+    pub args: Vec<String>,
+}
+
+/// One process to start: its name, arguments, and adoption marker.
+#[derive(Debug, Clone)]
+struct Command1 {
+    name: String,
+    args: Vec<String>,
+    marker: String,
 }
 
 impl LaunchSpec {
-    fn args(&self) -> Vec<String> {
+    fn common(
+        &self,
+        port: Option<u16>,
+        queues: u32,
+        control: Option<&std::path::Path>,
+    ) -> Vec<String> {
         let mut a = vec![
             "--backend".into(),
             self.backend.clone(),
@@ -57,26 +89,56 @@ impl LaunchSpec {
             self.iface.clone(),
             "--addr".into(),
             self.addr.to_string(),
-            "--port".into(),
-            self.port.to_string(),
             "--queues".into(),
-            self.queues.to_string(),
+            queues.to_string(),
         ];
-        if let Some(c) = &self.control {
+        if let Some(p) = port {
+            a.push("--port".into());
+            a.push(p.to_string());
+        }
+        if let Some(c) = control {
             a.push("--control".into());
             a.push(c.display().to_string());
         }
-        a.extend(self.extra_args.iter().cloned());
         a
+    }
+
+    /// The processes of the instance, in start order.
+    fn commands(&self) -> Vec<Command1> {
+        if self.roles.is_empty() {
+            let mut args = self.common(Some(self.port), self.queues, self.control.as_deref());
+            args.extend(self.extra_args.iter().cloned());
+            return vec![Command1 {
+                name: "vnf".into(),
+                args,
+                marker: marker(self),
+            }];
+        }
+        self.roles
+            .iter()
+            .map(|r| {
+                // One state machine per role: one queue each.
+                let mut args = self.common(r.port, 1, Some(&r.control));
+                args.extend(r.args.iter().cloned());
+                args.extend(self.extra_args.iter().cloned());
+                Command1 {
+                    name: r.name.clone(),
+                    args,
+                    marker: r.control.display().to_string(),
+                }
+            })
+            .collect()
     }
 }
 
 /// A started instance.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Launched {
-    /// Its process id.
+    /// Its (first) process id.
     pub pid: u32,
-    /// Time from spawn to `READY`.
+    /// Every process id, in start order.
+    pub pids: Vec<u32>,
+    /// Time from spawn to `READY` (of the last process to be ready).
     pub ready_after: Duration,
 }
 
@@ -127,28 +189,33 @@ pub enum VimError {
 
 /// What the Service Manager needs from a VIM.
 pub trait Vim: Send + Sync + 'static {
-    /// Starts an instance and returns once it is ready to serve.
+    /// Starts an instance (all its processes) and returns once it is ready
+    /// to serve.
     fn instantiate<'a>(&'a self, spec: &'a LaunchSpec)
     -> BoxFuture<'a, Result<Launched, VimError>>;
     /// Stops an instance (SIGTERM, then SIGKILL after a grace period).
-    /// `pid` is the recorded one, for instances adopted after a restart.
-    fn terminate<'a>(&'a self, instance_id: &'a str, pid: Option<u32>) -> BoxFuture<'a, ()>;
-    /// Takes charge of a process started by an earlier daemon; false when
-    /// `pid` is not that instance's process any more.
-    fn adopt(&self, spec: &LaunchSpec, pid: u32) -> bool;
-    /// Whether the instance's process runs.
+    /// `pids` are the recorded ones, for instances adopted after a restart.
+    fn terminate<'a>(&'a self, instance_id: &'a str, pids: &'a [u32]) -> BoxFuture<'a, ()>;
+    /// Takes charge of the processes started by an earlier daemon; false
+    /// when `pids` are not (all) that instance's processes any more.
+    fn adopt(&self, spec: &LaunchSpec, pids: &[u32]) -> bool;
+    /// Whether the instance's processes run (all of them).
     fn liveness(&self, instance_id: &str) -> Liveness;
-    /// The instance's process id, if it runs.
-    fn pid(&self, instance_id: &str) -> Option<u32>;
+    /// The instance's first process id, if it runs.
+    fn pid(&self, instance_id: &str) -> Option<u32> {
+        self.pids(instance_id).first().copied()
+    }
+    /// Every process id of the instance.
+    fn pids(&self, instance_id: &str) -> Vec<u32>;
 
-    /// Replaces a dead or unhealthy instance by a fresh process.
+    /// Replaces a dead or unhealthy instance by fresh processes.
     fn heal<'a>(
         &'a self,
         spec: &'a LaunchSpec,
-        pid: Option<u32>,
+        pids: &'a [u32],
     ) -> BoxFuture<'a, Result<Launched, VimError>> {
         Box::pin(async move {
-            self.terminate(&spec.instance_id, pid).await;
+            self.terminate(&spec.instance_id, pids).await;
             self.instantiate(spec).await
         })
     }
@@ -158,9 +225,9 @@ pub trait Vim: Send + Sync + 'static {
     fn scale<'a>(
         &'a self,
         spec: &'a LaunchSpec,
-        pid: Option<u32>,
+        pids: &'a [u32],
     ) -> BoxFuture<'a, Result<Launched, VimError>> {
-        self.heal(spec, pid)
+        self.heal(spec, pids)
     }
 }
 
@@ -173,12 +240,15 @@ struct Proc {
     /// What `/proc/<pid>/cmdline` must contain for an adopted process to
     /// still be ours (pids are reused).
     marker: String,
+    /// Its role's name, for messages.
+    name: String,
 }
 
 /// Runs VNFs as local processes.
 #[derive(Debug, Default)]
 pub struct LocalVim {
-    procs: Mutex<HashMap<String, Proc>>,
+    /// Each instance's processes, in start order.
+    procs: Mutex<HashMap<String, Vec<Proc>>>,
 }
 
 fn tail_of(path: &std::path::Path) -> String {
@@ -225,10 +295,12 @@ impl LocalVim {
         Self::default()
     }
 
-    async fn start(&self, spec: &LaunchSpec) -> Result<Launched, VimError> {
-        if !spec.binary.is_file() {
-            return Err(VimError::NoBinary(spec.binary.clone()));
-        }
+    /// Spawns one process and waits for its `READY`.
+    async fn start_one(
+        &self,
+        spec: &LaunchSpec,
+        cmd1: &Command1,
+    ) -> Result<(Proc, Duration), VimError> {
         let t0 = Instant::now();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -246,16 +318,18 @@ impl LocalVim {
             }
             None => Command::new(&spec.binary),
         };
-        cmd.args(spec.args())
+        cmd.args(&cmd1.args)
             // The instance id travels in the environment so that an adopted
             // process can be recognised even without a control socket.
             .env("NFVINC_INSTANCE", &spec.instance_id)
+            .env("NFVINC_ROLE", &cmd1.name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
             // Its own process group: a Ctrl-C meant for the daemon must not
             // reach the VNFs, whose fate the daemon decides.
-            .process_group(0);
+            .process_group(0)
+            .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|source| VimError::Spawn {
             binary: spec.binary.clone(),
             source,
@@ -315,16 +389,96 @@ impl LocalVim {
                 }
             }
         });
-        let mut procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
-        procs.insert(
-            spec.instance_id.clone(),
+        Ok((
             Proc {
                 pid,
                 child: Some(child),
-                marker: marker(spec),
+                marker: cmd1.marker.clone(),
+                name: cmd1.name.clone(),
             },
-        );
-        Ok(Launched { pid, ready_after })
+            ready_after,
+        ))
+    }
+
+    /// Starts every process of the instance at once (their start-ups
+    /// overlap), and stops those that did start when one fails.
+    async fn start(&self, spec: &LaunchSpec) -> Result<Launched, VimError> {
+        if !spec.binary.is_file() {
+            return Err(VimError::NoBinary(spec.binary.clone()));
+        }
+        let commands = spec.commands();
+        let results =
+            futures_util::future::join_all(commands.iter().map(|c| self.start_one(spec, c))).await;
+        let mut procs = Vec::with_capacity(results.len());
+        let mut failure = None;
+        let mut ready_after = Duration::ZERO;
+        for r in results {
+            match r {
+                Ok((p, t)) => {
+                    ready_after = ready_after.max(t);
+                    procs.push(p);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            stop_procs(procs).await;
+            return Err(e);
+        }
+        let pids: Vec<u32> = procs.iter().map(|p| p.pid).collect();
+        self.procs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.instance_id.clone(), procs);
+        Ok(Launched {
+            pid: pids.first().copied().unwrap_or(0),
+            pids,
+            ready_after,
+        })
+    }
+}
+
+/// Stops processes: SIGTERM to all at once, then each waited for (bounded)
+/// and insisted on.
+async fn stop_procs(procs: Vec<Proc>) {
+    for p in &procs {
+        if p.child.is_some() || proc_matches(p.pid, &p.marker) {
+            signal(p.pid, libc::SIGTERM);
+        }
+    }
+    for p in procs {
+        match p {
+            Proc {
+                child: Some(mut child),
+                ..
+            } => {
+                if tokio::time::timeout(Duration::from_secs(3), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            }
+            Proc {
+                pid,
+                child: None,
+                marker,
+                ..
+            } => {
+                // Not our child: poll /proc, bounded, then insist.
+                for _ in 0..60 {
+                    if !proc_matches(pid, &marker) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                if proc_matches(pid, &marker) {
+                    signal(pid, libc::SIGKILL);
+                }
+            }
+        }
     }
 }
 
@@ -336,50 +490,19 @@ impl Vim for LocalVim {
         Box::pin(self.start(spec))
     }
 
-    fn terminate<'a>(&'a self, instance_id: &'a str, pid: Option<u32>) -> BoxFuture<'a, ()> {
+    fn terminate<'a>(&'a self, instance_id: &'a str, pids: &'a [u32]) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let proc = self
+            let procs = self
                 .procs
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(instance_id);
-            match proc {
-                Some(Proc {
-                    pid,
-                    child: Some(mut child),
-                    ..
-                }) => {
-                    if matches!(child.try_wait(), Ok(None)) {
-                        signal(pid, libc::SIGTERM);
-                        if tokio::time::timeout(Duration::from_secs(3), child.wait())
-                            .await
-                            .is_err()
-                        {
-                            let _ = child.kill().await;
-                        }
-                    }
-                }
-                Some(Proc {
-                    pid,
-                    child: None,
-                    marker,
-                }) => {
-                    if proc_matches(pid, &marker) {
-                        signal(pid, libc::SIGTERM);
-                        // Not our child: poll /proc, bounded, then insist.
-                        for _ in 0..60 {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            if !proc_matches(pid, &marker) {
-                                return;
-                            }
-                        }
-                        signal(pid, libc::SIGKILL);
-                    }
-                }
+            match procs {
+                Some(procs) => stop_procs(procs).await,
                 None => {
-                    // Unknown to this VIM (e.g. adoption failed): only a pid
-                    // whose command line names the instance is signalled.
-                    if let Some(pid) = pid {
+                    // Unknown to this VIM (e.g. adoption failed): only pids
+                    // whose environment names the instance are signalled.
+                    for &pid in pids {
                         if proc_matches(pid, instance_id) {
                             signal(pid, libc::SIGKILL);
                         }
@@ -389,43 +512,66 @@ impl Vim for LocalVim {
         })
     }
 
-    fn adopt(&self, spec: &LaunchSpec, pid: u32) -> bool {
-        let m = marker(spec);
-        if !proc_matches(pid, &m) {
+    fn adopt(&self, spec: &LaunchSpec, pids: &[u32]) -> bool {
+        let commands = spec.commands();
+        if commands.len() != pids.len()
+            || !commands
+                .iter()
+                .zip(pids)
+                .all(|(c, &pid)| proc_matches(pid, &c.marker))
+        {
             return false;
         }
-        self.procs.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            spec.instance_id.clone(),
-            Proc {
+        let procs = commands
+            .into_iter()
+            .zip(pids)
+            .map(|(c, &pid)| Proc {
                 pid,
                 child: None,
-                marker: m,
-            },
-        );
+                marker: c.marker,
+                name: c.name,
+            })
+            .collect();
+        self.procs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.instance_id.clone(), procs);
         true
     }
 
     fn liveness(&self, instance_id: &str) -> Liveness {
         let mut procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(p) = procs.get_mut(instance_id) else {
+        let Some(ps) = procs.get_mut(instance_id) else {
             return Liveness::Gone("not running".into());
         };
-        match p.child.as_mut() {
-            Some(c) => match c.try_wait() {
-                Ok(None) => Liveness::Running,
-                Ok(Some(status)) => Liveness::Gone(format!("process exited: {status}")),
-                Err(e) => Liveness::Gone(format!("cannot wait for process: {e}")),
-            },
-            None if proc_matches(p.pid, &p.marker) => Liveness::Running,
-            None => Liveness::Gone("adopted process is gone".into()),
+        let many = ps.len() > 1;
+        for p in ps.iter_mut() {
+            let gone = match p.child.as_mut() {
+                Some(c) => match c.try_wait() {
+                    Ok(None) => None,
+                    Ok(Some(status)) => Some(format!("process exited: {status}")),
+                    Err(e) => Some(format!("cannot wait for process: {e}")),
+                },
+                None if proc_matches(p.pid, &p.marker) => None,
+                None => Some("adopted process is gone".into()),
+            };
+            if let Some(why) = gone {
+                return Liveness::Gone(if many {
+                    format!("{}: {why}", p.name)
+                } else {
+                    why
+                });
+            }
         }
+        Liveness::Running
     }
 
-    fn pid(&self, instance_id: &str) -> Option<u32> {
+    fn pids(&self, instance_id: &str) -> Vec<u32> {
         self.procs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(instance_id)
-            .map(|p| p.pid)
+            .map(|ps| ps.iter().map(|p| p.pid).collect())
+            .unwrap_or_default()
     }
 }
