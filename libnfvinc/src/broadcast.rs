@@ -834,3 +834,190 @@ mod tests {
         ));
     }
 }
+
+/// Why joining or using a sequencer instance of `nfvinc serve` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    /// The REST call failed.
+    #[error(transparent)]
+    Rest(#[from] crate::rest::Error),
+    /// The direct channel failed.
+    #[error(transparent)]
+    Broadcast(#[from] BroadcastError),
+    /// The socket's address could not be read.
+    #[error("broadcast channel: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl BroadcastConfig {
+    /// Member `id` of the group of sequencer instance `inst` (as
+    /// `nfvinc serve` describes it), bound to the address the instance
+    /// reaches this host at, in epoch 1 ([`Broadcast::join_instance`] reads
+    /// the group's current one).
+    pub fn for_instance(
+        inst: &crate::rest::Instance,
+        id: ProcessId,
+    ) -> Result<Self, crate::rest::Error> {
+        let d = &inst.direct;
+        let group = d.group.ok_or_else(|| {
+            crate::rest::Error::Decode(format!("instance {} is not a sequencer", inst.id))
+        })?;
+        let sequencer = d
+            .role_addrs("sequencer")?
+            .first()
+            .copied()
+            .ok_or_else(|| crate::rest::Error::Decode("no sequencer endpoint".into()))?;
+        Ok(BroadcastConfig::new(id, group, sequencer, d.client_bind()?))
+    }
+}
+
+/// Longest wait for a membership change that was scheduled (the instance
+/// was being healed).
+const MEMBERSHIP_WAIT: Duration = Duration::from_secs(10);
+
+impl Broadcast {
+    /// Joins the group of sequencer instance `inst` as member `id` over the
+    /// direct channel: binds a socket, reads the group's epoch and has the
+    /// sequencer add this member's address (the `add` operation). Leave
+    /// with [`Broadcast::leave_instance`], or the member stays in the
+    /// group (and a replacement sequencer waits for it).
+    pub fn join_instance(
+        client: &crate::rest::Client,
+        inst: &crate::rest::Instance,
+        id: ProcessId,
+    ) -> Result<Self, InstanceError> {
+        let mut cfg = BroadcastConfig::for_instance(inst, id)?;
+        let epoch = client.op_wait(&inst.id, "epoch", serde_json::json!({}), MEMBERSHIP_WAIT)?;
+        cfg.epoch = epoch["epoch"]
+            .as_u64()
+            .and_then(|e| u32::try_from(e).ok())
+            .unwrap_or(1);
+        let b = Broadcast::join(cfg)?;
+        let addr = b.local_addr()?;
+        client.op_wait(
+            &inst.id,
+            "add",
+            serde_json::json!({"process": id.0, "addr": addr.to_string()}),
+            MEMBERSHIP_WAIT,
+        )?;
+        Ok(b)
+    }
+
+    /// Leaves the group of instance `instance_id`: the socket closes and
+    /// the sequencer forgets this member.
+    pub fn leave_instance(
+        self,
+        client: &crate::rest::Client,
+        instance_id: &str,
+    ) -> Result<(), crate::rest::Error> {
+        let id = self.id;
+        drop(self);
+        client
+            .op_wait(
+                instance_id,
+                "remove",
+                serde_json::json!({"process": id.0}),
+                MEMBERSHIP_WAIT,
+            )
+            .map(drop)
+    }
+}
+
+/// A mode's name in the REST API.
+pub fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Reliable => "reliable",
+        Mode::Atomic => "atomic",
+        Mode::Fifo => "fifo",
+        Mode::Causal => "causal",
+    }
+}
+
+fn mode_of(name: &str) -> Option<Mode> {
+    Some(match name {
+        "reliable" => Mode::Reliable,
+        "atomic" => Mode::Atomic,
+        "fifo" => Mode::Fifo,
+        "causal" => Mode::Causal,
+        _ => return None,
+    })
+}
+
+/// A sequencer instance used over REST (low volume): messages are sent by
+/// the daemon's own member of the group, and every delivery comes on the
+/// instance's event stream.
+#[derive(Debug, Clone)]
+pub struct RestBroadcast {
+    client: crate::rest::Client,
+    instance: String,
+}
+
+impl RestBroadcast {
+    /// The sequencer instance `instance_id` through `client`'s session.
+    pub fn new(client: crate::rest::Client, instance_id: &str) -> Self {
+        RestBroadcast {
+            client,
+            instance: instance_id.to_owned(),
+        }
+    }
+
+    /// Broadcasts `message` in `mode`; returns its sender sequence number
+    /// (the daemon's member is the sender). While the instance is being
+    /// healed the request is logged and replayed, and this waits for it.
+    pub fn send(&self, mode: Mode, message: &str) -> Result<u64, crate::rest::Error> {
+        let v = self.client.op_wait(
+            &self.instance,
+            "broadcast",
+            serde_json::json!({"message": message, "mode": mode_name(mode)}),
+            MEMBERSHIP_WAIT,
+        )?;
+        v["sender_seq"]
+            .as_u64()
+            .ok_or_else(|| crate::rest::Error::Decode(format!("no sender_seq in {v}")))
+    }
+
+    /// The group's deliveries from now on, in order.
+    pub fn subscribe(&self) -> Result<RestDeliveries, crate::rest::Error> {
+        Ok(RestDeliveries {
+            events: self.client.events(&self.instance)?,
+        })
+    }
+}
+
+/// Deliveries of a sequencer instance's group, from its event stream.
+#[derive(Debug)]
+pub struct RestDeliveries {
+    events: crate::rest::EventStream,
+}
+
+impl RestDeliveries {
+    /// The next delivery (or loss), waiting up to `timeout`; `None` when
+    /// none came. Other events of the stream are skipped.
+    pub fn next(&self, timeout: Duration) -> Result<Option<Received>, crate::rest::Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(e) = self.events.next_timeout(left)? else {
+                return Ok(None);
+            };
+            if e.kind != "vnf" {
+                continue;
+            }
+            if let Some(d) = e.data.get("delivered") {
+                return Ok(Some(Received::Message(Message {
+                    seq: d["seq"].as_u64().unwrap_or(0),
+                    sender: ProcessId(d["sender"].as_u64().unwrap_or(0)),
+                    sender_seq: d["sender_seq"].as_u64().unwrap_or(0),
+                    mode: d["mode"].as_str().and_then(mode_of).unwrap_or(Mode::Atomic),
+                    payload: d["message"].as_str().unwrap_or("").as_bytes().to_vec(),
+                })));
+            }
+            if let Some(l) = e.data.get("lost") {
+                return Ok(Some(Received::Lost {
+                    first: l["first"].as_u64().unwrap_or(0),
+                    end: l["end"].as_u64().unwrap_or(0),
+                }));
+            }
+        }
+    }
+}

@@ -572,3 +572,117 @@ fn run(shared: &Shared) {
         }
     }
 }
+
+impl ConsensusConfig {
+    /// A submitting and learning handle for consensus instance `inst` (as
+    /// `nfvinc serve` describes it), bound to the address the instance
+    /// reaches this host at.
+    pub fn for_instance(inst: &crate::rest::Instance) -> Result<Self, crate::rest::Error> {
+        let d = &inst.direct;
+        let coordinators = d.role_addrs("coordinator")?;
+        if coordinators.is_empty() {
+            return Err(crate::rest::Error::Decode(format!(
+                "instance {} is not a consensus instance",
+                inst.id
+            )));
+        }
+        let mut cfg = ConsensusConfig::new(coordinators, d.role_addrs("acceptor")?);
+        cfg.learners = d.role_addrs("learner")?;
+        cfg.bind = d.client_bind()?;
+        Ok(cfg)
+    }
+}
+
+impl Consensus {
+    /// A handle on consensus instance `inst` over the direct channel.
+    pub fn connect_instance(inst: &crate::rest::Instance) -> Result<Self, ConsensusError> {
+        let cfg = ConsensusConfig::for_instance(inst)
+            .map_err(|_| ConsensusError::Config("the instance has no consensus endpoints"))?;
+        Self::connect(cfg)
+    }
+}
+
+/// Longest wait of a REST proposal that was scheduled (the instance was
+/// being healed).
+const REST_WAIT: Duration = Duration::from_secs(10);
+
+/// A consensus instance used over REST (low volume): values are proposed by
+/// the daemon's own client, and every decision comes on the instance's
+/// event stream.
+#[derive(Debug, Clone)]
+pub struct RestConsensus {
+    client: crate::rest::Client,
+    instance: String,
+}
+
+impl RestConsensus {
+    /// The consensus instance `instance_id` through `client`'s session.
+    pub fn new(client: crate::rest::Client, instance_id: &str) -> Self {
+        RestConsensus {
+            client,
+            instance: instance_id.to_owned(),
+        }
+    }
+
+    /// Proposes `value` and returns once it is decided.
+    pub fn propose(&self, value: &str) -> Result<Committed, crate::rest::Error> {
+        let v = self.client.op_wait(
+            &self.instance,
+            "propose",
+            serde_json::json!({ "value": value }),
+            REST_WAIT,
+        )?;
+        Ok(Committed {
+            seq: v["seq"]
+                .as_u64()
+                .ok_or_else(|| crate::rest::Error::Decode(format!("no seq in {v}")))?,
+            instance: v["instance"].as_u64().unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The decisions from now on, in instance order.
+    pub fn subscribe(&self) -> Result<RestDecisions, crate::rest::Error> {
+        Ok(RestDecisions {
+            events: self.client.events(&self.instance)?,
+        })
+    }
+}
+
+/// Decisions of a consensus instance, from its event stream.
+#[derive(Debug)]
+pub struct RestDecisions {
+    events: crate::rest::EventStream,
+}
+
+impl RestDecisions {
+    /// The next decided instance, waiting up to `timeout`; `None` when none
+    /// came. Other events of the stream are skipped.
+    pub fn next(&self, timeout: Duration) -> Result<Option<Delivery>, crate::rest::Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(e) = self.events.next_timeout(left)? else {
+                return Ok(None);
+            };
+            let Some(d) = e.data.get("decided").filter(|_| e.kind == "vnf") else {
+                continue;
+            };
+            let commands = d["commands"]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| Command {
+                            client: ClientId(c["client"].as_u64().unwrap_or(0)),
+                            seq: c["seq"].as_u64().unwrap_or(0),
+                            payload: c["value"].as_str().unwrap_or("").as_bytes().into(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Ok(Some(Delivery {
+                instance: d["instance"].as_u64().unwrap_or(0),
+                commands,
+            }));
+        }
+    }
+}

@@ -105,6 +105,58 @@ pub struct DirectEndpoint {
     pub session_id: Option<u64>,
     /// Per-session key (hex), only in the answer that created the instance.
     pub session_key: Option<String>,
+    /// Where applications on this host bind their end of the channel so
+    /// that the instance can reach them (the host end of the tenant's
+    /// link); empty from daemons that do not say.
+    #[serde(default)]
+    pub client_addr: String,
+    /// A sequencer's group id.
+    #[serde(default)]
+    pub group: Option<u64>,
+    /// Each process of the channel (sequencer; consensus coordinators,
+    /// acceptors and learners).
+    #[serde(default)]
+    pub roles: Vec<RoleEndpoint>,
+}
+
+/// One process of an instance's direct channel.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RoleEndpoint {
+    /// `sequencer`, `coordinator`, `acceptor` or `learner`.
+    pub role: String,
+    /// Its position among its role's processes.
+    pub index: u16,
+    /// IPv4 address.
+    pub addr: String,
+    /// UDP port.
+    pub port: u16,
+}
+
+impl DirectEndpoint {
+    /// The UDP addresses of the processes of `role`, in index order.
+    pub fn role_addrs(&self, role: &str) -> Result<Vec<std::net::SocketAddrV4>, Error> {
+        let mut v: Vec<&RoleEndpoint> = self.roles.iter().filter(|r| r.role == role).collect();
+        v.sort_by_key(|r| r.index);
+        v.into_iter()
+            .map(|r| {
+                format!("{}:{}", r.addr, r.port)
+                    .parse()
+                    .map_err(|_| Error::Decode(format!("bad {role} address {}:{}", r.addr, r.port)))
+            })
+            .collect()
+    }
+
+    /// The address to bind a local socket to (port 0: any).
+    pub fn client_bind(&self) -> Result<std::net::SocketAddrV4, Error> {
+        let ip = if self.client_addr.is_empty() {
+            &self.addr
+        } else {
+            &self.client_addr
+        };
+        format!("{ip}:0")
+            .parse()
+            .map_err(|_| Error::Decode(format!("bad client address {ip:?}")))
+    }
 }
 
 /// An instance.
@@ -394,6 +446,32 @@ impl Client {
         }
         let v: Value = decode(resp)?;
         Ok(OpOutcome::Done(v["result"].clone()))
+    }
+
+    /// Runs an operation and, when it was scheduled (the instance was
+    /// unavailable), waits up to `timeout` for its replayed outcome.
+    pub fn op_wait(
+        &self,
+        id: &str,
+        op: &str,
+        args: Value,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
+        match self.op(id, op, args)? {
+            OpOutcome::Done(v) => Ok(v),
+            OpOutcome::Scheduled(r) => {
+                let r = self.wait_request(&r.id, timeout)?;
+                match (r.result, r.error) {
+                    (Some(v), _) if r.status == "done" => Ok(v),
+                    (_, e) => Err(Error::Api(Problem {
+                        kind: "/problems/replay-failed".into(),
+                        title: "Scheduled request failed".into(),
+                        status: 502,
+                        detail: e.unwrap_or_else(|| format!("request {} {}", r.id, r.status)),
+                    })),
+                }
+            }
+        }
     }
 
     /// A logged request.
