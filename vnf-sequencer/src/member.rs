@@ -295,7 +295,7 @@ impl Member {
             sender: s.sender,
             sender_seq: s.sender_seq,
             mode: s.mode?,
-            payload: &s.payload,
+            payload: s.payload(),
         }))
     }
 
@@ -448,7 +448,7 @@ impl Member {
                 let mut g = start;
                 while g < end && servable(g) {
                     let Some(s) = rx.ring.get(g) else { break };
-                    if w.push(s.sender, s.sender_seq, s.mode, &s.payload).is_err() {
+                    if w.push(s.sender, s.sender_seq, s.mode, s.payload()).is_err() {
                         break;
                     }
                     g += 1;

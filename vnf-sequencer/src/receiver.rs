@@ -46,7 +46,7 @@ pub(crate) struct Receiver {
 
 impl Receiver {
     pub fn new(window: usize) -> Self {
-        let ring = Ring::new(window, 128);
+        let ring = Ring::new(window);
         let window = ring.capacity();
         Self {
             ring,

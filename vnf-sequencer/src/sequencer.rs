@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use dataplane::wire::nfvinc::HEADER_LEN as NFV_HEADER_LEN;
+use dataplane::wire::nfvinc::{HEADER_LEN as NFV_HEADER_LEN, NfvHeader, Service};
 
 use crate::config::SequencerConfig;
 use crate::ids::IdMap;
@@ -120,9 +120,7 @@ impl Sequencer {
             base: 1,
             next: 1,
             sent: 1,
-            // Slots start with room for small messages; larger ones grow a
-            // slot once, and the slot keeps the room.
-            ring: Ring::new(cfg.ring, max_payload.min(128)),
+            ring: Ring::new(cfg.ring),
             senders: IdMap::default(),
             members: members.to_vec(),
             out: VecDeque::with_capacity(64),
@@ -167,6 +165,19 @@ impl Sequencer {
     /// Handles one received frame (an NFVinc message, the UDP payload).
     /// Malformed frames are an error and change nothing.
     pub fn handle(&mut self, now: Time, frame: &[u8]) -> Result<(), MsgError> {
+        // Data, the steady load, straight from the view: the same checks
+        // as `Message::parse_nfv`, without building a `Message`.
+        let h = NfvHeader::new_checked(frame)?;
+        if h.msg_type() == u8::from(MsgType::Data) && h.service_raw() == Service::Sequencer as u8 {
+            let p = data::Packet::new_checked(h.payload())?;
+            let d = data::Repr::parse(&p)?;
+            if h.session_id() != self.cfg.group {
+                self.counters.ignored += 1;
+            } else {
+                self.on_data(d, p.into_payload());
+            }
+            return Ok(());
+        }
         let (h, msg) = Message::parse_nfv(frame)?;
         if h.session_id != self.cfg.group {
             self.counters.ignored += 1;
@@ -187,6 +198,7 @@ impl Sequencer {
         }
     }
 
+    #[inline]
     fn on_data(&mut self, d: data::Repr, payload: &[u8]) {
         if self.recovery.is_some() || payload.len() > self.max_payload || d.sender_seq == 0 {
             self.counters.refused += 1;
@@ -392,7 +404,7 @@ impl Sequencer {
         let mut seq = start;
         while seq < end && usize::from(w.count()) < self.cfg.max_batch {
             let Some(s) = self.ring.get(seq) else { break };
-            if w.push(s.sender, s.sender_seq, s.mode, &s.payload).is_err() {
+            if w.push(s.sender, s.sender_seq, s.mode, s.payload()).is_err() {
                 break;
             }
             seq += 1;

@@ -42,12 +42,14 @@ pub struct Packet<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Wraps `buffer` without checking it; accessors may then panic on a
     /// short buffer. Prefer [`Packet::new_checked`] for received bytes.
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Self { buffer }
     }
 
     /// Wraps `buffer` after checking that it holds the fixed part and the
     /// payload its length announces.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, MsgError> {
         let p = Self::new_unchecked(buffer);
         let got = p.buffer.as_ref().len();
@@ -56,36 +58,43 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(p)
     }
 
+    #[inline]
     fn total_len(&self) -> usize {
         HEADER_LEN + usize::from(self.payload_len())
     }
 
     /// The sender.
+    #[inline]
     pub fn sender(&self) -> ProcessId {
         ProcessId(get_u64(self.buffer.as_ref(), field::SENDER))
     }
 
     /// The sender sequence number.
+    #[inline]
     pub fn sender_seq(&self) -> u64 {
         get_u64(self.buffer.as_ref(), field::SENDER_SEQ)
     }
 
     /// The causal barrier.
+    #[inline]
     pub fn barrier(&self) -> u64 {
         get_u64(self.buffer.as_ref(), field::BARRIER)
     }
 
     /// The mode byte as sent.
+    #[inline]
     pub fn mode_raw(&self) -> u8 {
         self.buffer.as_ref()[field::MODE]
     }
 
     /// The payload length.
+    #[inline]
     pub fn payload_len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::LEN)
     }
 
     /// The payload.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[field::PAYLOAD..self.total_len()]
     }
@@ -93,6 +102,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<'a> Packet<&'a [u8]> {
     /// The payload, borrowed from the buffer rather than the view.
+    #[inline]
     pub fn into_payload(self) -> &'a [u8] {
         let end = self.total_len();
         &self.buffer[field::PAYLOAD..end]
@@ -150,6 +160,7 @@ pub struct Repr {
 
 impl Repr {
     /// Reads a checked packet.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Self, MsgError> {
         Ok(Self {
             sender: p.sender(),

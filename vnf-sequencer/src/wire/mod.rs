@@ -107,6 +107,7 @@ impl From<Mode> for u8 {
 impl TryFrom<u8> for Mode {
     type Error = MsgError;
 
+    #[inline]
     fn try_from(v: u8) -> Result<Self, MsgError> {
         Ok(match v {
             0 => Mode::Reliable,
