@@ -115,7 +115,19 @@ pub struct ServiceCounters {
     pub events_sent: u64,
     /// Messages dropped because the outbox was full.
     pub outbox_dropped: u64,
+    /// Times the detector found itself woken later than [`LOCAL_PAUSE`]
+    /// past a suspicion deadline, and held its judgement (see
+    /// [`FdService`]).
+    pub local_pauses: u64,
 }
+
+/// How late past a suspicion deadline the service may run before it takes
+/// the delay for a pause of its own (descheduled, host stalled) rather than
+/// the processes': above the longest the runtime defers a due wake-up
+/// while reading a backlog (`dataplane::runtime::BACKLOG_TIME`).
+pub const LOCAL_PAUSE: Duration = Duration::from_millis(3);
+/// The longest judgement is held after a local pause.
+pub const MAX_PAUSE_GRACE: Duration = Duration::from_secs(1);
 
 /// A direct-channel subscriber.
 #[derive(Debug, Clone, Copy)]
@@ -157,6 +169,8 @@ pub struct FdService {
     history: VecDeque<Transition>,
     next_housekeeping: Instant,
     next_timeout: Option<Instant>,
+    /// After a local pause, suspicion timers wait until then.
+    pause_grace: Option<Instant>,
     heartbeats: Vec<(ProcessId, Time)>,
     counters: ServiceCounters,
     sessions: Sessions,
@@ -189,6 +203,7 @@ impl FdService {
             history: VecDeque::with_capacity(HISTORY),
             next_housekeeping: Instant::now(),
             next_timeout: None,
+            pause_grace: None,
             heartbeats: Vec::with_capacity(dataplane::io::MAX_BURST),
             counters: ServiceCounters::default(),
             sessions: Sessions::default(),
@@ -631,6 +646,7 @@ impl FdService {
             "requests": s.requests,
             "events_sent": s.events_sent,
             "outbox_dropped": s.outbox_dropped,
+            "local_pauses": s.local_pauses,
             "subscribers": self.subscribers.len(),
             "events_dropped": self.inbox.as_ref().map_or(0, Inbox::dropped_events),
             "auth": self.sessions.counters_json(),
@@ -665,7 +681,11 @@ impl Vnf for FdService {
         if !self.outbox.is_empty() {
             return Some(self.next_housekeeping.min(Instant::now()));
         }
-        Some(match self.next_timeout {
+        let timeout = match (self.next_timeout, self.pause_grace) {
+            (Some(t), Some(g)) => Some(t.max(g)),
+            (t, _) => t,
+        };
+        Some(match timeout {
             Some(t) => t.min(self.next_housekeeping),
             None => self.next_housekeeping,
         })
@@ -676,8 +696,8 @@ impl Vnf for FdService {
             self.housekeeping(now);
             self.next_housekeeping = now + HOUSEKEEPING;
         }
-        if self.next_timeout.is_some_and(|t| t <= now) {
-            self.det.handle_timeout(self.clock.time(now));
+        if let Some(due) = self.next_timeout.filter(|t| *t <= now) {
+            self.serve_timeout(due, now);
         }
         self.drain_transitions();
         self.after_input();
@@ -695,6 +715,33 @@ impl Vnf for FdService {
             }
             self.outbox.pop_front();
         }
+    }
+}
+
+impl FdService {
+    /// Serves a suspicion deadline `due` that has passed, unless this
+    /// service was itself paused: woken more than [`LOCAL_PAUSE`] late, it
+    /// cannot tell late heartbeats from heartbeats that the pause (of this
+    /// process, or of the whole host, senders included) kept from being
+    /// sent or read. It then holds its judgement for as long again (at
+    /// most [`MAX_PAUSE_GRACE`]), reading what arrives meanwhile, as
+    /// Cassandra's detector ignores intervals after a local pause. A
+    /// crash during a pause is detected that much later.
+    fn serve_timeout(&mut self, due: Instant, now: Instant) {
+        match self.pause_grace {
+            Some(g) if now < g => return,
+            Some(_) => self.pause_grace = None,
+            None => {
+                let late = now.saturating_duration_since(due);
+                if late > LOCAL_PAUSE {
+                    self.counters.local_pauses += 1;
+                    self.pause_grace = Some(now + late.min(MAX_PAUSE_GRACE));
+                    tracing::debug!(?late, "woken late: judgement held for as long again");
+                    return;
+                }
+            }
+        }
+        self.det.handle_timeout(self.clock.time(now));
     }
 }
 
@@ -965,6 +1012,59 @@ mod tests {
             MemConfig::default().chunks as usize,
             "no leak"
         );
+    }
+
+    #[test]
+    fn woken_long_past_a_deadline_the_service_holds_judgement_for_as_long_again() {
+        let mut io = MemIo::new(MemConfig::default()).unwrap();
+        let mut svc = FdService::new(Config::default(), PORT).unwrap();
+        let t0 = Instant::now();
+        step(&mut svc, &mut io, &[frame(&add(7))], t0);
+        let hb = |seq| {
+            frame(&Message::Heartbeat(wire::heartbeat::Repr {
+                process: ProcessId(7),
+                seq,
+                sent_ns: 0,
+            }))
+        };
+        for i in 1..=20u64 {
+            step(
+                &mut svc,
+                &mut io,
+                &[hb(i)],
+                t0 + Duration::from_millis(10 * i),
+            );
+        }
+        // The next deadline is near 215 ms; the service runs again only at
+        // 260 ms (it was descheduled, or the host stalled): 45 ms late.
+        let woke = t0 + Duration::from_millis(260);
+        step(&mut svc, &mut io, &[], woke);
+        assert_eq!(svc.detector().state(ProcessId(7)), Some(State::Correct));
+        assert_eq!(svc.counters().local_pauses, 1);
+        let held = svc.pause_grace.unwrap();
+        assert!(
+            held >= woke + Duration::from_millis(40),
+            "held for as long again"
+        );
+        // The heartbeat the stall held back arrives meanwhile, and the
+        // next ones on time: never suspected.
+        let mut seq = 21;
+        let mut now = woke + Duration::from_millis(1);
+        while now <= held + Duration::from_millis(20) {
+            step(&mut svc, &mut io, &[hb(seq)], now);
+            assert_eq!(svc.detector().state(ProcessId(7)), Some(State::Correct));
+            seq += 1;
+            now += Duration::from_millis(10);
+        }
+        let held = now - Duration::from_millis(10);
+        // Then silence, the service on time: suspected as usual.
+        let mut now = held;
+        while svc.detector().state(ProcessId(7)) == Some(State::Correct) {
+            now += Duration::from_millis(1);
+            assert!(now < held + Duration::from_millis(100), "never suspected");
+            step(&mut svc, &mut io, &[], now);
+        }
+        assert_eq!(svc.counters().local_pauses, 1);
     }
 
     #[test]
