@@ -12,7 +12,14 @@ use common::NFVINC;
 
 /// The binaries the demo needs beyond `nfvinc`: built beside it by
 /// `cargo build --workspace` / `./test`, absent when only this crate is.
-const NEEDED: [&str; 2] = ["vnf-fd", "nfvinc-example-workers"];
+const NEEDED: [&str; 6] = [
+    "vnf-fd",
+    "vnf-paxos",
+    "vnf-sequencer",
+    "nfvinc-example-workers",
+    "nfvinc-example-kv",
+    "nfvinc-example-chat",
+];
 
 #[test]
 fn the_demo_runs_every_example_and_cleans_up() {
@@ -23,7 +30,7 @@ fn the_demo_runs_every_example_and_cleans_up() {
         .collect();
     if !missing.is_empty() {
         eprintln!(
-            "SKIPPED: {missing:?} not built beside nfvinc (cargo build -p vnf-fd -p nfvinc-examples)"
+            "SKIPPED: {missing:?} not built beside nfvinc (cargo build -p vnf-fd -p vnf-paxos -p vnf-sequencer -p nfvinc-examples)"
         );
         return;
     }
@@ -45,8 +52,10 @@ fn the_demo_runs_every_example_and_cleans_up() {
         "== nfvinc serve on http://127.0.0.1:",
         "== discovery: nfvinc services ==",
         "OK failure detector: crashed worker suspected, the others correct, no job lost",
+        "kv: 3 replicas applied the same 31 writes in the same order",
+        "chat: 3 participants and the REST subscriber saw the same 16 lines in the same order",
         "== management:",
-        "demo: 1 example(s) ran, every service behaved",
+        "demo: 3 example(s) ran, every service behaved",
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }

@@ -4,10 +4,8 @@
 //! | binary | service | what it shows |
 //! | --- | --- | --- |
 //! | `nfvinc-example-workers` | `fd` | a worker pool supervised by the failure detector: workers send heartbeats over the authenticated direct channel, one crashes, the detector suspects it, its job goes to another worker |
-//!
-//! Planned beside it, on the services as `libnfvinc` grows handles for
-//! them: a replicated key-value store on consensus (`libnfvinc::consensus`)
-//! and a group chat on atomic broadcast.
+//! | `nfvinc-example-kv` | `consensus` | a replicated key-value store: replicas propose writes over their direct channels, an administrator over REST, and every replica applies the same decided log to the same store |
+//! | `nfvinc-example-chat` | `sequencer` | a group chat on FIFO-atomic broadcast: participants type concurrently over the direct channel, a moderator posts over REST, and everyone (and a REST subscriber) sees one transcript |
 //!
 //! Every example takes the daemon's URL and an API key from `--url` and
 //! `--api-key` or `NFVINC_URL` and `NFVINC_API_KEY` ([`Connection`]),

@@ -42,9 +42,7 @@ struct Example {
     planned: bool,
 }
 
-/// The examples the demo runs, in order. The consensus and broadcast
-/// applications (a replicated key-value store, a group chat) join this list
-/// when their examples exist; until then the demo says they are missing.
+/// The examples the demo runs, in order: one per service.
 const EXAMPLES: &[Example] = &[
     Example {
         binary: "nfvinc-example-workers",
@@ -56,13 +54,13 @@ const EXAMPLES: &[Example] = &[
         binary: "nfvinc-example-kv",
         service: "consensus",
         shows: "a replicated key-value store on consensus",
-        planned: true,
+        planned: false,
     },
     Example {
         binary: "nfvinc-example-chat",
         service: "sequencer",
         shows: "a group chat on atomic broadcast",
-        planned: true,
+        planned: false,
     },
 ];
 
