@@ -36,8 +36,10 @@ void nfv_log_to_stderr(void) { rte_openlog_stream(stderr); }
 
 /* Worker threads are not EAL lcores; registering one gives it an lcore id,
  * hence a per-lcore mempool cache, which keeps mbuf get/put off the shared
- * ring. Cheap after the first call (a thread-local read). */
-static inline void ensure_registered(void) {
+ * ring. The Rust side calls this once per thread (it remembers in a
+ * thread-local of its own: reading DPDK's lcore id from here costs a
+ * __tls_get_addr call, as the variable lives in a shared library). */
+void nfv_register_thread(void) {
 	if (rte_lcore_id() == LCORE_ID_ANY)
 		(void)rte_thread_register();
 }
@@ -175,7 +177,6 @@ void nfv_port_close(uint16_t port) { (void)rte_eth_dev_close(port); }
 uint16_t nfv_rx(uint16_t port, uint16_t queue, const char *base, uint64_t region,
 		uint64_t *addrs, uint32_t *lens, uint16_t n, uint64_t *dropped) {
 	struct rte_mbuf *pkts[64];
-	ensure_registered();
 	if (n > 64)
 		n = 64;
 	uint16_t got = rte_eth_rx_burst(port, queue, pkts, n);
@@ -200,11 +201,16 @@ uint16_t nfv_rx(uint16_t port, uint16_t queue, const char *base, uint64_t region
  * Transmits n frames given as (offset, length) in the region whose chunk i
  * belongs to table[i]: points each chunk's mbuf at its frame and hands the
  * burst to the device. Returns how many the device took (a prefix).
+ *
+ * Only the first cache line of each mbuf is written. Its `next` and
+ * `nb_segs` (`next` is on the second line) are already NULL and 1: every
+ * mbuf we hold came single-segment from nfv_rx (chained ones are freed
+ * there) or empty from the pool, and DPDK returns mbufs to their pool only
+ * with next = NULL and nb_segs = 1.
  */
 uint16_t nfv_tx(uint16_t port, uint16_t queue, struct rte_mbuf *const *table, unsigned shift,
 		const uint64_t *addrs, const uint32_t *lens, uint16_t n) {
 	struct rte_mbuf *pkts[64];
-	ensure_registered();
 	if (n > 64)
 		n = 64;
 	uint64_t mask = (1ull << shift) - 1;
@@ -213,8 +219,6 @@ uint16_t nfv_tx(uint16_t port, uint16_t queue, struct rte_mbuf *const *table, un
 		m->data_off = (uint16_t)(addrs[i] & mask);
 		m->data_len = (uint16_t)lens[i];
 		m->pkt_len = lens[i];
-		m->nb_segs = 1;
-		m->next = NULL;
 		pkts[i] = m;
 	}
 	return rte_eth_tx_burst(port, queue, pkts, n);
@@ -223,7 +227,6 @@ uint16_t nfv_tx(uint16_t port, uint16_t queue, struct rte_mbuf *const *table, un
 /* Takes up to n empty mbufs from `mp`; writes their data offsets. */
 unsigned nfv_alloc(struct rte_mempool *mp, const char *base, uint64_t *addrs, unsigned n) {
 	struct rte_mbuf *pkts[64];
-	ensure_registered();
 	if (n > 64)
 		n = 64;
 	/* All or nothing in DPDK: step down so a nearly empty pool still gives. */
@@ -237,7 +240,6 @@ unsigned nfv_alloc(struct rte_mempool *mp, const char *base, uint64_t *addrs, un
 /* Gives the mbufs of chunks `chunks[0..n]` (chunk indices) back to their pool. */
 void nfv_free_chunks(struct rte_mbuf *const *table, const uint32_t *chunks, unsigned n) {
 	struct rte_mbuf *pkts[64];
-	ensure_registered();
 	while (n > 0) {
 		unsigned k = n > 64 ? 64 : n;
 		for (unsigned i = 0; i < k; i++)

@@ -26,6 +26,7 @@ unsafe extern "C" {
     pub fn nfv_headroom() -> c_uint;
     pub fn nfv_errno() -> c_int;
     pub fn nfv_log_to_stderr();
+    pub fn nfv_register_thread();
     pub fn nfv_pool_create(
         name: *const c_char,
         n: c_uint,

@@ -20,6 +20,7 @@ pub mod eal;
 mod ffi;
 mod port;
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +95,29 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
+thread_local! {
+    /// Whether this thread has been registered with EAL (see
+    /// [`register_thread`]).
+    static REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Registers the calling thread with EAL once: worker threads are not EAL
+/// lcores, and an lcore id gives the thread a per-lcore mempool cache,
+/// which keeps mbuf get and put off the pool's shared ring. Remembered in
+/// a thread-local of ours, which costs a plain load to read, where DPDK's
+/// own lcore id (a thread-local in a shared library) costs a call.
+#[inline]
+fn register_thread() {
+    REGISTERED.with(|r| {
+        if !r.get() {
+            // SAFETY: registers the calling thread, or nothing if it is an
+            // lcore already; EAL is up (a port exists).
+            unsafe { ffi::nfv_register_thread() };
+            r.set(true);
+        }
+    });
+}
+
 /// One queue pair of a DPDK port, polled by one thread.
 pub struct DpdkIo {
     port: Arc<PortInner>,
@@ -103,6 +127,10 @@ pub struct DpdkIo {
     region: u64,
     shift: u32,
     chunks: Vec<u32>,
+    /// Scratch for the shim's bursts, kept here so that no call zeroes a
+    /// fresh array of a whole burst's size.
+    addrs: [u64; MAX_BURST],
+    lens: [u32; MAX_BURST],
     counters: IoCounters,
     rx_invalid: u64,
 }
@@ -136,6 +164,8 @@ impl DpdkIo {
             region,
             shift,
             chunks: Vec::with_capacity(2 * MAX_BURST),
+            addrs: [0; MAX_BURST],
+            lens: [0; MAX_BURST],
             counters: IoCounters::default(),
             rx_invalid: 0,
         }
@@ -219,8 +249,11 @@ impl DpdkIo {
         &self.port.pools[usize::from(self.queue)]
     }
 
-    /// Gives the chunks of `batch`'s dropped frames back to the pool.
+    /// Gives the chunks of `batch`'s dropped frames back to the pool. Every
+    /// operation on frames starts here, so it also registers the thread.
+    #[inline]
     fn reclaim(&mut self, batch: &mut Batch) -> Result<(), IoError> {
+        register_thread();
         let shift = self.shift;
         let chunks = &mut self.chunks;
         chunks.clear();
@@ -263,8 +296,6 @@ impl PacketIo for DpdkIo {
         if want == 0 {
             return Ok(0);
         }
-        let mut addrs = [0u64; MAX_BURST];
-        let mut lens = [0u32; MAX_BURST];
         // SAFETY: arrays of MAX_BURST slots, `want <= MAX_BURST`; base and
         // region describe this queue's packet memory.
         let n = unsafe {
@@ -273,19 +304,18 @@ impl PacketIo for DpdkIo {
                 self.queue,
                 self.base,
                 self.region,
-                addrs.as_mut_ptr(),
-                lens.as_mut_ptr(),
+                self.addrs.as_mut_ptr(),
+                self.lens.as_mut_ptr(),
                 want as u16,
                 &mut self.rx_invalid,
             )
         } as usize;
-        for i in 0..n {
-            self.counters.rx_bytes += u64::from(lens[i]);
-            batch.push(super::Desc {
-                addr: addrs[i],
-                len: lens[i],
-            });
+        let mut bytes = 0u64;
+        for (&addr, &len) in self.addrs[..n].iter().zip(&self.lens[..n]) {
+            bytes += u64::from(len);
+            batch.push(super::Desc { addr, len });
         }
+        self.counters.rx_bytes += bytes;
         self.counters.rx_packets += n as u64;
         Ok(n)
     }
@@ -297,12 +327,10 @@ impl PacketIo for DpdkIo {
         if n == 0 {
             return Ok(0);
         }
-        let mut addrs = [0u64; MAX_BURST];
-        let mut lens = [0u32; MAX_BURST];
         let mut bytes = 0u64;
-        for (i, d) in descs.iter().enumerate() {
-            addrs[i] = d.addr;
-            lens[i] = d.len;
+        for ((d, a), l) in descs.iter().zip(&mut self.addrs).zip(&mut self.lens) {
+            *a = d.addr;
+            *l = d.len;
             bytes += u64::from(d.len);
         }
         // SAFETY: each descriptor names a chunk this batch owns (the batch
@@ -311,16 +339,19 @@ impl PacketIo for DpdkIo {
             ffi::nfv_tx(
                 self.port.id,
                 self.queue,
-                self.pool().table.as_ptr(),
+                self.port.pools[usize::from(self.queue)].table.as_ptr(),
                 self.shift,
-                addrs.as_ptr(),
-                lens.as_ptr(),
+                self.addrs.as_ptr(),
+                self.lens.as_ptr(),
                 n as u16,
             )
         } as usize;
         if sent < n {
             // The unsent frames' bytes are not counted.
-            bytes -= lens[sent..n].iter().map(|&l| u64::from(l)).sum::<u64>();
+            bytes -= self.lens[sent..n]
+                .iter()
+                .map(|&l| u64::from(l))
+                .sum::<u64>();
             self.counters.tx_full += (n - sent) as u64;
         }
         batch.consume_front(sent);
@@ -334,12 +365,16 @@ impl PacketIo for DpdkIo {
             return 0;
         }
         let want = n.min(batch.spare());
-        let mut addrs = [0u64; MAX_BURST];
         // SAFETY: a valid pool; `want <= MAX_BURST` slots.
-        let got =
-            unsafe { ffi::nfv_alloc(self.pool().mp, self.base, addrs.as_mut_ptr(), want as u32) }
-                as usize;
-        for &addr in &addrs[..got] {
+        let got = unsafe {
+            ffi::nfv_alloc(
+                self.port.pools[usize::from(self.queue)].mp,
+                self.base,
+                self.addrs.as_mut_ptr(),
+                want as u32,
+            )
+        } as usize;
+        for &addr in &self.addrs[..got] {
             batch.push(super::Desc { addr, len: 0 });
         }
         got
