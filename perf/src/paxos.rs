@@ -221,9 +221,14 @@ fn accept_frame(ballot: Ballot, first: u64, n: u64, value: &PaxosValue) -> Vec<u
     buf
 }
 
-/// Accepts handled per second by one in-memory acceptor, `per_msg`
-/// instances each, wire parsing and vote emission included.
-fn acceptor_rate(per_msg: u64, duration: Duration, stop: &AtomicBool) -> (u64, Duration, u64) {
+/// Accepts handled by one in-memory acceptor, `per_msg` instances each,
+/// wire parsing and vote emission included: accepts, wall time, votes
+/// sent, and the thread's CPU time.
+fn acceptor_rate(
+    per_msg: u64,
+    duration: Duration,
+    stop: &AtomicBool,
+) -> (u64, Duration, u64, Duration) {
     let cfg = AcceptorConfig {
         durability: Durability::Memory,
         retain: 1024,
@@ -256,6 +261,7 @@ fn acceptor_rate(per_msg: u64, duration: Duration, stop: &AtomicBool) -> (u64, D
     let mut msgs = 0u64;
     let mut votes_out = 0u64;
     let started = Instant::now();
+    let cpu0 = crate::mem_bench::thread_cpu();
     let now = PaxosTime::from_nanos(1);
     while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
         // Time is read once per 1,024 messages.
@@ -280,7 +286,8 @@ fn acceptor_rate(per_msg: u64, duration: Duration, stop: &AtomicBool) -> (u64, D
             msgs += 1;
         }
     }
-    (msgs, started.elapsed(), votes_out)
+    let cpu = crate::mem_bench::thread_cpu().saturating_sub(cpu0);
+    (msgs, started.elapsed(), votes_out, cpu)
 }
 
 fn run_mem(args: &PaxosArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
@@ -290,8 +297,8 @@ fn run_mem(args: &PaxosArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
     run.in_flight = None;
     let d = Duration::from_secs_f64(args.duration);
     let _ = acceptor_rate(1, Duration::from_secs_f64(args.warmup.min(1.0)), stop);
-    let (msgs, elapsed, votes) = acceptor_rate(1, d / 2, stop);
-    let (msgs8, elapsed8, _) = acceptor_rate(8, d / 2, stop);
+    let (msgs, elapsed, votes, cpu) = acceptor_rate(1, d / 2, stop);
+    let (msgs8, elapsed8, _, _) = acceptor_rate(8, d / 2, stop);
     ensure!(
         votes == msgs,
         "the acceptor refused accepts: {votes} votes for {msgs}"
@@ -304,6 +311,12 @@ fn run_mem(args: &PaxosArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
     run.offered_pps = run.pps;
     run.ns_per_packet = Some(secs * 1e9 / msgs.max(1) as f64);
     run.extra.insert("msgs_per_s".into(), json!(run.pps));
+    // The same per second of the thread's CPU time: what one core does
+    // when other processes share it.
+    run.extra.insert(
+        "msgs_per_cpu_s".into(),
+        json!(msgs as f64 / cpu.as_secs_f64().max(1e-9)),
+    );
     run.extra.insert(
         "msgs_per_s_8_instances".into(),
         json!(msgs8 as f64 / elapsed8.as_secs_f64()),
@@ -552,7 +565,7 @@ mod tests {
     fn the_in_memory_acceptor_votes_for_every_accept() {
         let stop = AtomicBool::new(false);
         for per in [1, 8] {
-            let (msgs, _, votes) = acceptor_rate(per, Duration::from_millis(50), &stop);
+            let (msgs, _, votes, _) = acceptor_rate(per, Duration::from_millis(50), &stop);
             assert!(msgs > 0);
             assert_eq!(votes, msgs);
         }

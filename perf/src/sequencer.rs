@@ -305,9 +305,14 @@ fn base_run(args: &SequencerArgs, backend: Backend) -> Run {
     }
 }
 
-/// Messages stamped per second by one sequencer core on this thread: 50
-/// members' Data frames in bursts of 32, every group frame built.
-fn stamp_rate(args: &SequencerArgs, duration: Duration, stop: &AtomicBool) -> (u64, Duration) {
+/// Messages stamped by one sequencer core on this thread, with the wall
+/// and CPU time it took: 50 members' Data frames in bursts of 32, every
+/// group frame built.
+fn stamp_rate(
+    args: &SequencerArgs,
+    duration: Duration,
+    stop: &AtomicBool,
+) -> (u64, Duration, Duration) {
     const SENDERS: u64 = 50;
     const BURST: usize = 32;
     // Offset of the sender sequence number: NFVinc header, then sender id.
@@ -337,6 +342,7 @@ fn stamp_rate(args: &SequencerArgs, duration: Duration, stop: &AtomicBool) -> (u
     let mut out = vec![0u8; 2048];
     let (mut round, mut k, mut n) = (1u64, 0usize, 0u64);
     let started = Instant::now();
+    let cpu0 = crate::mem_bench::thread_cpu();
     while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
         // Time is read once per 1,000 bursts.
         for _ in 0..1000 {
@@ -357,7 +363,8 @@ fn stamp_rate(args: &SequencerArgs, duration: Duration, stop: &AtomicBool) -> (u
             n += BURST as u64;
         }
     }
-    (s.counters().stamped, started.elapsed())
+    let cpu = crate::mem_bench::thread_cpu().saturating_sub(cpu0);
+    (s.counters().stamped, started.elapsed(), cpu)
 }
 
 fn run_mem(args: &SequencerArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
@@ -366,7 +373,7 @@ fn run_mem(args: &SequencerArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
     run.mode = "max".into();
     run.in_flight = None;
     let _ = stamp_rate(args, Duration::from_secs_f64(args.warmup.min(1.0)), stop);
-    let (stamped, elapsed) = stamp_rate(args, Duration::from_secs_f64(args.duration), stop);
+    let (stamped, elapsed, cpu) = stamp_rate(args, Duration::from_secs_f64(args.duration), stop);
     if stamped == 0 {
         bail!("nothing stamped");
     }
@@ -381,6 +388,12 @@ fn run_mem(args: &SequencerArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
     x.insert("receivers".into(), json!(50));
     x.insert("senders".into(), json!(50));
     x.insert("msgs_per_s".into(), json!(run.pps));
+    // The same per second of the thread's CPU time: what one core does
+    // when other processes share it.
+    x.insert(
+        "msgs_per_cpu_s".into(),
+        json!(stamped as f64 / cpu.as_secs_f64().max(1e-9)),
+    );
     x.insert("order_ok".into(), json!(true));
     Ok(run)
 }
@@ -687,7 +700,7 @@ mod tests {
         .unwrap();
         assert_eq!(t.a.receivers, [1, 5, 50]);
         assert_eq!(t.a.backend, [Backend::Afxdp, Backend::Udp]);
-        let (n, _) = stamp_rate(&t.a, Duration::from_millis(50), &AtomicBool::new(false));
+        let (n, _, _) = stamp_rate(&t.a, Duration::from_millis(50), &AtomicBool::new(false));
         assert!(n > 1000, "stamped {n}");
         assert!(T::try_parse_from("x --backend udp --receivers 0".split_whitespace()).is_err());
     }
