@@ -33,6 +33,42 @@
 //! every instance on loopback instead). VNF binaries are looked up beside
 //! `nfvinc` unless `vim.vnf_dir` says otherwise.
 //!
+//! ## The `nfvinc` client commands
+//!
+//! The same binary is the operators' and users' client of a running
+//! daemon (its code is in `src/cli/`, built into the binary, over
+//! `libnfvinc::rest`). Every command takes `--url` (or `NFVINC_URL`,
+//! default `http://127.0.0.1:8470`), `--api-key` (or `NFVINC_API_KEY`),
+//! `--ca-cert` for an HTTPS daemon with a private CA, and `--json` to print
+//! JSON instead of tables:
+//!
+//! | command | what it does |
+//! | --- | --- |
+//! | `nfvinc services` | the catalog: services, versions, modes, operations, limits |
+//! | `nfvinc connect SERVICE [--name N] [--options JSON] [--replicas N]` | creates an instance in your virtual network; prints its REST handle and direct channel (with the session key, shown once) |
+//! | `nfvinc instances` | your instances, their state, direct channel, workers, restarts |
+//! | `nfvinc metrics [ID]` | what the Monitor measured (CPU, memory, the VNF's counters) |
+//! | `nfvinc op ID OP ['JSON'] [--wait S]` | runs an operation (`add`, `broadcast`, `propose`, …); a scheduled one is waited for |
+//! | `nfvinc request RID` | a logged request and its outcome |
+//! | `nfvinc events ID [--count N] [--timeout S]` | tails the instance's event stream (deliveries, decisions, state changes, lifecycle) |
+//! | `nfvinc scale ID [--replicas N] [--min N] [--max N]` | scales by request |
+//! | `nfvinc heal ID` | restarts the instance now and replays its log |
+//! | `nfvinc remove ID` | removes it |
+//!
+//! For example, a group chat by hand:
+//!
+//! ```sh
+//! nfvinc connect sequencer                       # i-… with its group and sequencer endpoint
+//! nfvinc events i-… --timeout 30 &               # deliveries as they come
+//! nfvinc op i-… broadcast '{"message": "hello", "mode": "atomic"}'
+//! nfvinc connect consensus && nfvinc op i-… propose '{"value": "x=1"}'
+//! ```
+//!
+//! `nfvinc demo` starts a daemon of its own (or uses one with `--attach`)
+//! and runs the example applications of the `examples` crate against it:
+//! a worker pool on the failure detector, a replicated key-value store on
+//! consensus, a group chat on atomic broadcast.
+//!
 //! Flow routes in the XDP program and the keyed MAC of direct-channel
 //! packets belong to the dataplane; this crate keeps their table and keys.
 

@@ -55,7 +55,7 @@ pub enum ClientCommand {
         /// Service version (the newest when absent).
         #[arg(long)]
         version: Option<String>,
-        /// VNF options as a JSON object, e.g. '{"poll":true}'.
+        /// VNF options as a JSON object, e.g. '{"poll":"busy","burst":32}'.
         #[arg(long, value_name = "JSON")]
         options: Option<String>,
         /// Initial number of workers.
