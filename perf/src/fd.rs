@@ -59,7 +59,7 @@ use anyhow::{Context, anyhow, bail, ensure};
 use clap::Args;
 use dataplane::control::{ControlClient, call};
 use dataplane::netns::{End, Netns, veth};
-use dataplane::time::monotonic_nanos;
+use dataplane::time::{monotonic_nanos, thread_cpu_nanos};
 use dataplane::wire::nfvinc::HEADER_LEN;
 use serde_json::{Value, json};
 use vnf_fd::wire::{Message, heartbeat};
@@ -227,9 +227,10 @@ pub fn summary(run: &Run) -> String {
     let e = &run.extra;
     if run.backend == "mem" {
         return format!(
-            "mem: detector logic {:.1} M heartbeats/s ({:.1} ns each); whole shell from frames {:.1} M/s",
+            "mem: detector logic {:.1} M heartbeats/s ({:.1} ns each), {:.1} M per CPU second; whole shell from frames {:.1} M/s",
             run.pps / 1e6,
             run.ns_per_packet.unwrap_or(f64::NAN),
+            e["heartbeats_per_cpu_s"].as_f64().unwrap_or(0.0) / 1e6,
             e["service_heartbeats_per_s"].as_f64().unwrap_or(0.0) / 1e6,
         );
     }
@@ -316,8 +317,12 @@ fn mem_processes() -> Vec<ProcessId> {
 
 /// Heartbeats parsed and ingested per second by the detector alone, on
 /// `MEM_PROCESSES` processes, simulated time advancing one period per
-/// round; returns (heartbeats, elapsed, transitions).
-fn detector_rate(duration: Duration, stop: &AtomicBool) -> anyhow::Result<(u64, Duration, u64)> {
+/// round; returns (heartbeats, elapsed, transitions, CPU seconds of this
+/// thread).
+fn detector_rate(
+    duration: Duration,
+    stop: &AtomicBool,
+) -> anyhow::Result<(u64, Duration, u64, f64)> {
     let ids = mem_processes();
     let msgs = heartbeat_messages(&ids);
     let mut det = Detector::with_capacity(Config::default(), ids.len())?;
@@ -327,6 +332,7 @@ fn detector_rate(duration: Duration, stop: &AtomicBool) -> anyhow::Result<(u64, 
     let spacing = MEM_INTERVAL_NS / ids.len() as u64;
     let mut burst: Vec<(ProcessId, Time)> = Vec::with_capacity(MEM_BURST);
     let started = Instant::now();
+    let cpu0 = thread_cpu_nanos();
     let mut n = 0u64;
     let mut round = 0u64;
     while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
@@ -353,13 +359,14 @@ fn detector_rate(duration: Duration, stop: &AtomicBool) -> anyhow::Result<(u64, 
         n += msgs.len() as u64;
         round += 1;
     }
+    let cpu = (thread_cpu_nanos() - cpu0) as f64 / 1e9;
     let c = det.counters();
     ensure!(
         c.heartbeats == n,
         "the detector ingested {} heartbeats of {n}",
         c.heartbeats
     );
-    Ok((n, started.elapsed(), c.transitions))
+    Ok((n, started.elapsed(), c.transitions, cpu))
 }
 
 /// Heartbeat frames through the whole VNF shell on the in-memory backend;
@@ -434,7 +441,7 @@ fn run_mem(args: &FdArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
     run.size = 14 + 20 + 8 + HEADER_LEN + heartbeat::LEN;
     let d = Duration::from_secs_f64(args.duration);
     let _ = detector_rate(Duration::from_secs_f64(args.warmup.min(1.0)), stop)?;
-    let (n, elapsed, transitions) = detector_rate(d / 2, stop)?;
+    let (n, elapsed, transitions, cpu) = detector_rate(d / 2, stop)?;
     let (sn, selapsed) = service_rate(d / 2, stop)?;
     let secs = elapsed.as_secs_f64();
     run.duration_s = secs + selapsed.as_secs_f64();
@@ -447,6 +454,13 @@ fn run_mem(args: &FdArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
     let e = &mut run.extra;
     e.insert("processes".into(), json!(MEM_PROCESSES));
     e.insert("heartbeats_per_s".into(), json!(run.pps));
+    // The machine is shared: per second of CPU the thread had is what one
+    // core sustains.
+    e.insert(
+        "heartbeats_per_cpu_s".into(),
+        json!(n as f64 / cpu.max(1e-9)),
+    );
+    e.insert("cpu_s".into(), json!(cpu));
     e.insert("service_heartbeats_per_s".into(), json!(service));
     e.insert(
         "service_ns_per_heartbeat".into(),
@@ -1112,7 +1126,9 @@ mod tests {
     #[test]
     fn the_in_memory_run_ingests_every_heartbeat_without_suspicion() {
         let stop = AtomicBool::new(false);
-        let (n, elapsed, transitions) = detector_rate(Duration::from_millis(50), &stop).unwrap();
+        let (n, elapsed, transitions, cpu) =
+            detector_rate(Duration::from_millis(50), &stop).unwrap();
+        assert!(cpu > 0.0);
         assert!(n >= MEM_PROCESSES as u64 && !elapsed.is_zero());
         assert_eq!(transitions, 0);
         let (sn, _) = service_rate(Duration::from_millis(50), &stop).unwrap();
