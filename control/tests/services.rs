@@ -84,9 +84,88 @@ fn sequencer_over_rest_and_the_direct_channel_delivers_one_order_to_all() {
         "one sender's messages in its order: {at_a:?}"
     );
 
+    // The sequencer dies: the Monitor heals it with the recorded members,
+    // in a new epoch, and the group goes on where it was.
+    let pid = inst.pid.unwrap();
+    // SAFETY: killing a VNF process this test created.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let i = c.instance(&inst.id).unwrap();
+            i.available && i.restarts == 1
+        }),
+        "not healed: {:?}",
+        c.instance(&inst.id)
+    );
+    a.send(Mode::Atomic, b"after-heal", Duration::from_secs(5))
+        .unwrap();
+    let at_b = take(1, within, |t| b.recv(t).unwrap());
+    assert_eq!(at_b, ["after-heal"]);
+    assert!(b.epoch() > 1, "a new epoch: {}", b.epoch());
+    let at_rest = take(1, within, |t| stream.next(t).unwrap());
+    assert_eq!(at_rest, ["after-heal"]);
+
     a.leave_instance(&c, &inst.id).unwrap();
     b.leave_instance(&c, &inst.id).unwrap();
     c.remove(&inst.id).unwrap();
+    d.stop();
+}
+
+/// `nfvinc serve` killed with SIGKILL and started again: the multi-process
+/// consensus instance is adopted (the same processes) and serves REST
+/// proposals again; its members' direct channels never stopped.
+#[test]
+fn a_restarted_daemon_adopts_every_process_of_a_consensus_instance() {
+    require_root();
+    if !installed("vnf-paxos") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = add_user(dir.path(), "alice");
+    let d = Daemon::start(dir.path(), &["--monitor-interval-ms", "100"]);
+    let c = Client::connect(&d.url, &key).unwrap();
+    let inst = c.connect_service("consensus").unwrap();
+    RestConsensus::new(c.clone(), &inst.id)
+        .propose("before")
+        .unwrap();
+    let direct = Consensus::connect_instance(&inst).unwrap();
+    d.kill();
+
+    // With the daemon gone, the direct channel still decides.
+    direct
+        .propose(b"meanwhile", Duration::from_secs(5))
+        .unwrap();
+    let d = Daemon::start(dir.path(), &["--monitor-interval-ms", "100"]);
+    let c = Client::connect(&d.url, &key).unwrap();
+    let back = c.instance(&inst.id).unwrap();
+    assert!(back.available, "{back:?}");
+    assert_eq!(back.pid, inst.pid, "adopted, not restarted");
+    assert_eq!(back.restarts, 0);
+    let after = RestConsensus::new(c.clone(), &inst.id)
+        .propose("after")
+        .unwrap();
+    assert!(
+        after.instance >= 2 || after.instance == u64::MAX,
+        "{after:?}"
+    );
+    // Every process is the daemon's again: removal stops them all.
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                let needle = format!("NFVINC_INSTANCE={}", inst.id);
+                env.split(|b| *b == 0).any(|v| v == needle.as_bytes())
+            })
+        })
+        .collect();
+    assert_eq!(pids.len(), 5, "five roles: {pids:?}");
+    drop(direct);
+    c.remove(&inst.id).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || pids
+        .iter()
+        .all(|p| !common::alive(*p))));
     d.stop();
 }
 
