@@ -53,13 +53,23 @@ pub async fn send(
         .await
         .map_err(|e| SendError::NotDelivered(e.to_string()))?
         .ok_or_else(|| SendError::NotDelivered("the instance was removed".into()))?;
+    send_to(state, &row, op, args).await
+}
+
+/// [`send`] for an instance whose row the caller has.
+pub async fn send_to(
+    state: &AppState,
+    row: &manager::InstanceRow,
+    op: &str,
+    args: &Value,
+) -> Result<Value, SendError> {
     if services::is_gateway_op(&row.service, op) {
-        return services::gateway_op(state, &row, op, args).await;
+        return services::gateway_op(state, row, op, args).await;
     }
-    let v = send_control(state, instance_id, op, args).await?;
+    let v = send_control(state, &row.id, op, args).await?;
     if row.service == "sequencer" {
         if let Some(members) = services::members_of(&v) {
-            manager::record_members(state, instance_id, &members).await;
+            manager::record_members(state, &row.id, &members).await;
         }
     }
     Ok(v)
@@ -156,7 +166,7 @@ pub async fn submit(
     let rt = state.registry.insert(&row.id, false);
     let _gate = rt.gate.read().await;
     if rt.is_available() && !scheduler::has_pending(state, &row.id).await? {
-        match send(state, &row.id, op.name, &args).await {
+        match send_to(state, &row, op.name, &args).await {
             Ok(v) => {
                 state.metrics.ops_direct.fetch_add(1, Ordering::Relaxed);
                 return Ok(Outcome::Done(v));
