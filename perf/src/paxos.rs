@@ -419,6 +419,8 @@ fn run_net(args: &PaxosArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Res
         .args(["--acceptors", &acceptors])
         .args(["--learners", &learners])
         .args(["--batch", &args.batch.to_string()])
+        .args(["--window", &args.window.to_string()])
+        .args(["--spins", &args.spins.to_string()])
         .arg("--control")
         .arg(control(k))
         .env("RUST_LOG", "warn");
