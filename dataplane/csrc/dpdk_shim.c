@@ -51,7 +51,29 @@ struct table_fill {
 	struct rte_mbuf **table;
 	unsigned n;
 	unsigned bad;
+	unsigned stagger_slots;
 };
+
+/*
+ * Chunks are a power of two of bytes, 4096 and more by default, so every
+ * frame's first bytes would sit at the same offset in a page and in the
+ * same set of the L1 data cache (8 ways of 64 sets of 64 bytes: 4 KiB
+ * apart is the same set): a burst of 32 frames whose headers a VNF reads
+ * would evict one another. Each mbuf's buffer therefore starts a few cache
+ * lines into its chunk (chunk i: (i % slots) lines), spreading the headers
+ * over `slots` sets. At least 2048 bytes stay after the headroom, the
+ * room of a standard 2 KiB mbuf.
+ */
+#define NFV_STAGGER_MAX_SLOTS 32u
+#define NFV_MIN_ROOM 2048u
+
+static unsigned stagger_slots(unsigned shift) {
+	unsigned chunk = 1u << shift;
+	if (chunk < RTE_PKTMBUF_HEADROOM + NFV_MIN_ROOM)
+		return 1;
+	unsigned slots = (chunk - RTE_PKTMBUF_HEADROOM - NFV_MIN_ROOM) / RTE_CACHE_LINE_SIZE + 1;
+	return slots < NFV_STAGGER_MAX_SLOTS ? slots : NFV_STAGGER_MAX_SLOTS;
+}
 
 static void fill_one(struct rte_mempool *mp, void *arg, void *obj, unsigned idx) {
 	(void)mp;
@@ -69,11 +91,20 @@ static void fill_one(struct rte_mempool *mp, void *arg, void *obj, unsigned idx)
 		return;
 	}
 	t->table[i] = m;
+	/* The buffer still ends where the chunk ends; pinned external buffers
+	 * are never re-attached, so the mbuf keeps this start for good. */
+	uint16_t skip = (uint16_t)((i % t->stagger_slots) * RTE_CACHE_LINE_SIZE);
+	m->buf_addr = (char *)m->buf_addr + skip;
+	if (m->buf_iova != RTE_BAD_IOVA)
+		m->buf_iova += skip;
+	m->buf_len = (uint16_t)(m->buf_len - skip);
+	m->data_off = RTE_MIN((uint16_t)RTE_PKTMBUF_HEADROOM, m->buf_len);
 }
 
 /*
  * A pktmbuf pool of `n` mbufs whose data buffers are the `n` chunks of
  * `1 << shift` bytes at `base` (already registered with rte_extmem_register),
+ * each buffer starting some cache lines into its chunk (see stagger_slots),
  * and `table[i]` set to the mbuf owning chunk i. NULL with rte_errno set on
  * failure.
  */
@@ -92,7 +123,7 @@ struct rte_mempool *nfv_pool_create(const char *name, unsigned n, unsigned shift
 	if (mp == NULL)
 		return NULL;
 	memset(table, 0, sizeof(*table) * n);
-	struct table_fill t = { base, (size_t)n << shift, shift, table, n, 0 };
+	struct table_fill t = { base, (size_t)n << shift, shift, table, n, 0, stagger_slots(shift) };
 	rte_mempool_obj_iter(mp, fill_one, &t);
 	if (t.bad != 0) {
 		rte_mempool_free(mp);
@@ -208,20 +239,28 @@ uint16_t nfv_rx(uint16_t port, uint16_t queue, const char *base, uint64_t region
  * there) or empty from the pool, and DPDK returns mbufs to their pool only
  * with next = NULL and nb_segs = 1.
  */
-uint16_t nfv_tx(uint16_t port, uint16_t queue, struct rte_mbuf *const *table, unsigned shift,
-		const uint64_t *addrs, const uint32_t *lens, uint16_t n) {
+uint16_t nfv_tx(uint16_t port, uint16_t queue, const char *base, struct rte_mbuf *const *table,
+		unsigned shift, const uint64_t *addrs, const uint32_t *lens, uint16_t n) {
 	struct rte_mbuf *pkts[64];
 	if (n > 64)
 		n = 64;
-	uint64_t mask = (1ull << shift) - 1;
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = table[addrs[i] >> shift];
-		m->data_off = (uint16_t)(addrs[i] & mask);
+		/* Frames start where rx or alloc put them, at or after buf_addr. */
+		m->data_off = (uint16_t)(base + addrs[i] - (const char *)m->buf_addr);
 		m->data_len = (uint16_t)lens[i];
 		m->pkt_len = lens[i];
 		pkts[i] = m;
 	}
 	return rte_eth_tx_burst(port, queue, pkts, n);
+}
+
+/* Where the data of chunk i's mbuf starts when received or allocated, as
+ * an offset from `base`. */
+uint64_t nfv_chunk_data(struct rte_mbuf *const *table, unsigned i, const char *base) {
+	const struct rte_mbuf *m = table[i];
+	return (uint64_t)((const char *)m->buf_addr +
+			  RTE_MIN((uint16_t)RTE_PKTMBUF_HEADROOM, m->buf_len) - base);
 }
 
 /* Takes up to n empty mbufs from `mp`; writes their data offsets. */

@@ -72,16 +72,16 @@ fn plain_udp(frame: &[u8]) -> bool {
         return false;
     }
     // The header's one's-complement sum is all ones when its checksum is
-    // right. Big-endian 32-bit words sum pairs of 16-bit words; folding
-    // modulo 0xffff (2^16 is 1 there) gives the 16-bit sum.
+    // right. That sum is the plain sum of its 16-bit words folded modulo
+    // 0xffff (2^16 is 1 there) into 1..=0xffff, so it is all ones exactly
+    // when the plain sum is a nonzero multiple of 0xffff. Big-endian
+    // 32-bit words sum pairs of 16-bit words (2^16 again being 1), and a
+    // remainder by a constant is a multiply and a shift, not a division.
     let mut acc = 0u64;
     for w in h[14..34].chunks_exact(4) {
         acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
     }
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc == 0xffff
+    acc != 0 && acc % 0xffff == 0
 }
 
 #[cfg(test)]

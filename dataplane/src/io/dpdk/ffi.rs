@@ -62,6 +62,7 @@ unsafe extern "C" {
     pub fn nfv_tx(
         port: u16,
         queue: u16,
+        base: *const c_char,
         table: *const *mut RteMbuf,
         shift: c_uint,
         addrs: *const u64,
@@ -74,6 +75,7 @@ unsafe extern "C" {
         addrs: *mut u64,
         n: c_uint,
     ) -> c_uint;
+    pub fn nfv_chunk_data(table: *const *mut RteMbuf, chunk: c_uint, base: *const c_char) -> u64;
     pub fn nfv_free_chunks(table: *const *mut RteMbuf, chunks: *const u32, n: c_uint);
     pub fn nfv_stats(port: u16, queue: u16, out: *mut u64) -> c_int;
 }

@@ -12,6 +12,12 @@
 //! chunk's mbuf at the frame and passes it to the driver. The VNF rewrites
 //! the very buffer the device filled, and the driver sends it from there.
 //!
+//! Each mbuf's buffer starts up to 30 cache lines into its chunk (chunk *i*:
+//! *i* mod 31 lines with 4 KiB chunks), still ending where the chunk ends:
+//! with every frame at the same offset of a power-of-two chunk, the headers
+//! of a burst would all fall in one set of the L1 data cache and evict one
+//! another as a VNF reads them.
+//!
 //! Counters: our own per queue, plus the port's (`rte_eth_stats_get`)
 //! drops and errors, merged into queue 0's so that summing the queues
 //! counts each once.
@@ -181,7 +187,9 @@ impl DpdkIo {
         self.queue
     }
 
-    /// Bytes DPDK keeps in front of a received or freshly allocated frame.
+    /// Bytes DPDK keeps in front of a received or freshly allocated frame,
+    /// from the start of its mbuf's buffer (which may itself start a few
+    /// cache lines into the chunk; see the module's notes).
     pub fn headroom() -> usize {
         // SAFETY: returns a constant.
         unsafe { ffi::nfv_headroom() as usize }
@@ -197,24 +205,29 @@ impl DpdkIo {
     /// Writes `frame` at the data offset of every chunk of this queue's
     /// memory, for devices that receive without writing data (`net_null`):
     /// each frame they deliver then reads as `frame`. Call before traffic
-    /// flows; fails if `frame` does not fit after the headroom.
+    /// flows; fails if `frame` does not fit a chunk after its mbuf's
+    /// headroom (and the cache lines a buffer may start into its chunk).
     pub fn prefill(&mut self, frame: &[u8]) -> Result<(), DpdkError> {
-        let mem = &self.pool().mem;
-        let at = Self::headroom();
-        if at + frame.len() > mem.chunk_size() as usize {
-            return Err(DpdkError::Config(format!(
-                "a {}-byte frame does not fit a chunk after {at} bytes of headroom",
-                frame.len()
-            )));
-        }
+        let pool = self.pool();
+        let mem = &pool.mem;
         let base = mem.as_non_null_slice().cast::<u8>();
         for i in 0..mem.chunks() {
-            // SAFETY: inside the region (checked above); no frame is in flight
+            // SAFETY: `i` is a chunk of this pool, whose table holds its mbuf.
+            let at = unsafe { ffi::nfv_chunk_data(pool.table.as_ptr(), i, self.base) };
+            let end = mem.chunk_addr(i) + u64::from(mem.chunk_size());
+            if at + frame.len() as u64 > end {
+                return Err(DpdkError::Config(format!(
+                    "a {}-byte frame does not fit chunk {i} after {} bytes of headroom",
+                    frame.len(),
+                    at - mem.chunk_addr(i)
+                )));
+            }
+            // SAFETY: inside chunk i (checked above); no frame is in flight
             // as documented, so no one else reads or writes these bytes now.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     frame.as_ptr(),
-                    base.as_ptr().add(mem.chunk_addr(i) as usize + at),
+                    base.as_ptr().add(at as usize),
                     frame.len(),
                 );
             }
@@ -339,6 +352,7 @@ impl PacketIo for DpdkIo {
             ffi::nfv_tx(
                 self.port.id,
                 self.queue,
+                self.base,
                 self.port.pools[usize::from(self.queue)].table.as_ptr(),
                 self.shift,
                 self.addrs.as_ptr(),
