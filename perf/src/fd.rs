@@ -236,13 +236,14 @@ pub fn summary(run: &Run) -> String {
     }
     let ms = |k: &str, p: &str| e[k][p].as_f64().unwrap_or(f64::NAN) / 1e6;
     format!(
-        "{}: {:.0} heartbeats/s, detection p50/p99/max {:.1}/{:.1}/{:.1} ms, false suspicions {}, link down p50/max {:.2}/{:.2} ms, detector cpu {:.2} s ({:.0}% of a core)",
+        "{}: {:.0} heartbeats/s, detection p50/p99/max {:.1}/{:.1}/{:.1} ms, false suspicions {} (local pauses {}), link down p50/max {:.2}/{:.2} ms, detector cpu {:.2} s ({:.0}% of a core)",
         run.backend,
         e["heartbeats_per_s"].as_f64().unwrap_or(0.0),
         ms("detection_ns", "p50"),
         ms("detection_ns", "p99"),
         ms("detection_ns", "max"),
         e["false_suspicions"],
+        e["local_pauses"],
         ms("link_down_ns", "p50"),
         ms("link_down_ns", "max"),
         e["cpu_s"].as_f64().unwrap_or(f64::NAN),
@@ -962,6 +963,7 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
         );
     }
     let dropped = counter(&control, "events_dropped").unwrap_or(0);
+    let pauses = counter(&control, "local_pauses").unwrap_or(0);
     events_stop.store(true, Ordering::Relaxed);
     let _ = collector.join();
     let status = vnf.stop()?;
@@ -1067,6 +1069,9 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     e.insert("cpu_util".into(), json!(cpu / secs));
     e.insert("send_errors".into(), json!(send_errors));
     e.insert("events_dropped".into(), json!(dropped));
+    // Times the detector held judgement after finding itself woken late
+    // (whole run): how often this machine stalled it.
+    e.insert("local_pauses".into(), json!(pauses));
     if interrupted {
         e.insert("interrupted".into(), json!(true));
     }
