@@ -272,11 +272,13 @@ fn parse_secs(s: &str, max: f64, zero_ok: bool) -> Result<f64, String> {
     Ok(v)
 }
 
-fn parse_duration(s: &str) -> Result<f64, String> {
+/// `--duration`: seconds, above 0, at most [`MAX_DURATION_S`].
+pub fn parse_duration(s: &str) -> Result<f64, String> {
     parse_secs(s, MAX_DURATION_S, false)
 }
 
-fn parse_warmup(s: &str) -> Result<f64, String> {
+/// `--warmup`: seconds, 0 or more, at most [`MAX_WARMUP_S`].
+pub fn parse_warmup(s: &str) -> Result<f64, String> {
     parse_secs(s, MAX_WARMUP_S, true)
 }
 
@@ -337,20 +339,27 @@ impl EchoArgs {
     /// The VNF binary to run: `--vnf-bin`, or `vnf-echo` beside the running
     /// executable.
     pub fn vnf_bin(&self) -> Result<PathBuf, String> {
-        let path = match &self.vnf_bin {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find the current executable: {e}"))?
-                .with_file_name("vnf-echo"),
-        };
-        if !path.is_file() {
-            return Err(format!(
-                "VNF binary {} not found: build it (`cargo build --release -p vnf-echo`) or pass --vnf-bin",
-                path.display()
-            ));
-        }
-        Ok(path)
+        vnf_binary(self.vnf_bin.as_deref(), "vnf-echo")
     }
+}
+
+/// The VNF binary a scenario runs: `given` (`--vnf-bin`), or the binary
+/// `name` (also its package's name) beside the running executable; an
+/// error that says how to build it when it is not there.
+pub fn vnf_binary(given: Option<&std::path::Path>, name: &str) -> Result<PathBuf, String> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find the current executable: {e}"))?
+            .with_file_name(name),
+    };
+    if !path.is_file() {
+        return Err(format!(
+            "VNF binary {} not found: build it (`cargo build --release -p {name}`) or pass --vnf-bin",
+            path.display()
+        ));
+    }
+    Ok(path)
 }
 
 #[cfg(test)]

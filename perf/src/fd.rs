@@ -96,10 +96,10 @@ pub struct FdArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub margin_ms: u64,
     /// Measured seconds per backend, warm-up excluded (at most 3600).
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = crate::cli::parse_duration)]
     pub duration: f64,
     /// Warm-up seconds before the measured window (at most 60).
-    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_warmup)]
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = crate::cli::parse_warmup)]
     pub warmup: f64,
     /// Processes that crash at random times in the window (0: a crash-free
     /// run, where any suspicion is false).
@@ -126,24 +126,6 @@ pub struct FdArgs {
     pub log_dir: Option<PathBuf>,
 }
 
-fn parse_bounded(s: &str, max: f64) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(v.is_finite() && v > 0.0 && v <= max) {
-        return Err(format!("{v} s is outside (0, {max}]"));
-    }
-    Ok(v)
-}
-
-fn parse_secs(s: &str) -> Result<f64, String> {
-    parse_bounded(s, crate::cli::MAX_DURATION_S)
-}
-
-fn parse_warmup(s: &str) -> Result<f64, String> {
-    parse_bounded(s, crate::cli::MAX_WARMUP_S)
-}
-
 impl FdArgs {
     /// Checks what clap cannot: crashes fit among the processes and leave
     /// some behind the port that goes down.
@@ -165,19 +147,7 @@ impl FdArgs {
 
     /// The `vnf-fd` binary to run.
     pub fn vnf_bin(&self) -> Result<PathBuf, String> {
-        let path = match &self.vnf_bin {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find the current executable: {e}"))?
-                .with_file_name("vnf-fd"),
-        };
-        if !path.is_file() {
-            return Err(format!(
-                "VNF binary {} not found: build it (`cargo build --release -p vnf-fd`) or pass --vnf-bin",
-                path.display()
-            ));
-        }
-        Ok(path)
+        crate::cli::vnf_binary(self.vnf_bin.as_deref(), "vnf-fd")
     }
 }
 

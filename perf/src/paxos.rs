@@ -65,10 +65,10 @@ pub struct PaxosArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
     pub acceptors: u16,
     /// Measured seconds per backend, warm-up excluded (at most 3600).
-    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = crate::cli::parse_duration)]
     pub duration: f64,
     /// Warm-up seconds before the measured window (at most 60).
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_warmup)]
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = crate::cli::parse_warmup)]
     pub warmup: f64,
     /// Client values kept in flight (closed loop).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
@@ -102,40 +102,10 @@ pub struct PaxosArgs {
     pub log_dir: Option<PathBuf>,
 }
 
-fn parse_bounded(s: &str, max: f64) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(v.is_finite() && v > 0.0 && v <= max) {
-        return Err(format!("{v} s is outside (0, {max}]"));
-    }
-    Ok(v)
-}
-
-fn parse_secs(s: &str) -> Result<f64, String> {
-    parse_bounded(s, crate::cli::MAX_DURATION_S)
-}
-
-fn parse_warmup(s: &str) -> Result<f64, String> {
-    parse_bounded(s, crate::cli::MAX_WARMUP_S)
-}
-
 impl PaxosArgs {
     /// The `vnf-paxos` binary to run.
     pub fn vnf_bin(&self) -> Result<PathBuf, String> {
-        let path = match &self.vnf_bin {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find the current executable: {e}"))?
-                .with_file_name("vnf-paxos"),
-        };
-        if !path.is_file() {
-            return Err(format!(
-                "VNF binary {} not found: build it (`cargo build --release -p vnf-paxos`) or pass --vnf-bin",
-                path.display()
-            ));
-        }
-        Ok(path)
+        crate::cli::vnf_binary(self.vnf_bin.as_deref(), "vnf-paxos")
     }
 }
 
@@ -575,10 +545,10 @@ mod tests {
 
     #[test]
     fn durations_are_bounded() {
-        assert!(parse_secs("0").is_err());
-        assert!(parse_secs("4000").is_err());
-        assert!(parse_secs("nan").is_err());
-        assert_eq!(parse_secs("2.5"), Ok(2.5));
-        assert!(parse_warmup("61").is_err());
+        assert!(crate::cli::parse_duration("0").is_err());
+        assert!(crate::cli::parse_duration("4000").is_err());
+        assert!(crate::cli::parse_duration("nan").is_err());
+        assert_eq!(crate::cli::parse_duration("2.5"), Ok(2.5));
+        assert!(crate::cli::parse_warmup("61").is_err());
     }
 }

@@ -80,10 +80,10 @@ pub struct SequencerArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(16..=1400))]
     pub size: u16,
     /// Measured seconds per run, warm-up excluded (at most 3600).
-    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = crate::cli::parse_duration)]
     pub duration: f64,
     /// Warm-up seconds before the measured window (at most 60).
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_warmup)]
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = crate::cli::parse_warmup)]
     pub warmup: f64,
     /// Most messages per group frame (`vnf-sequencer --max-batch`).
     #[arg(long, default_value_t = 64)]
@@ -110,40 +110,10 @@ pub struct SequencerArgs {
     pub log_dir: Option<PathBuf>,
 }
 
-fn parse_bounded(s: &str, max: f64) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(v.is_finite() && v > 0.0 && v <= max) {
-        return Err(format!("{v} s is outside (0, {max}]"));
-    }
-    Ok(v)
-}
-
-fn parse_secs(s: &str) -> Result<f64, String> {
-    parse_bounded(s, crate::cli::MAX_DURATION_S)
-}
-
-fn parse_warmup(s: &str) -> Result<f64, String> {
-    parse_bounded(s, crate::cli::MAX_WARMUP_S)
-}
-
 impl SequencerArgs {
     /// The `vnf-sequencer` binary to run.
     pub fn vnf_bin(&self) -> Result<PathBuf, String> {
-        let path = match &self.vnf_bin {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find the current executable: {e}"))?
-                .with_file_name("vnf-sequencer"),
-        };
-        if !path.is_file() {
-            return Err(format!(
-                "VNF binary {} not found: build it (`cargo build --release -p vnf-sequencer`) or pass --vnf-bin",
-                path.display()
-            ));
-        }
-        Ok(path)
+        crate::cli::vnf_binary(self.vnf_bin.as_deref(), "vnf-sequencer")
     }
 }
 
