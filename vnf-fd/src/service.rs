@@ -724,11 +724,12 @@ impl FdService {
     /// service was itself paused: woken more than [`LOCAL_PAUSE`] late, it
     /// cannot tell late heartbeats from heartbeats that the pause (of this
     /// process, or of the whole host, senders included) kept from being
-    /// sent or read. It then holds its judgement for twice as long (at
-    /// most [`MAX_PAUSE_GRACE`]), reading what arrives meanwhile, as
-    /// Cassandra's detector ignores intervals after a local pause: the
-    /// senders and the kernel paths the heartbeats take were held up too,
-    /// and catch up after this process does. A crash during a pause is
+    /// sent or read. It then holds its judgement for twice as long plus
+    /// one default heartbeat interval (at most [`MAX_PAUSE_GRACE`]),
+    /// reading what arrives meanwhile, as Cassandra's detector ignores
+    /// intervals after a local pause: the senders and the kernel paths the
+    /// heartbeats take were held up too, and catch up after this process
+    /// does, each sender within its period. A crash during a pause is
     /// detected that much later.
     fn serve_timeout(&mut self, due: Instant, now: Instant) {
         match self.pause_grace {
@@ -738,8 +739,9 @@ impl FdService {
                 let late = now.saturating_duration_since(due);
                 if late > LOCAL_PAUSE {
                     self.counters.local_pauses += 1;
-                    self.pause_grace = Some(now + (2 * late).min(MAX_PAUSE_GRACE));
-                    tracing::debug!(?late, "woken late: judgement held for twice as long");
+                    let hold = 2 * late + self.det.default_config().interval;
+                    self.pause_grace = Some(now + hold.min(MAX_PAUSE_GRACE));
+                    tracing::debug!(?late, ?hold, "woken late: judgement held");
                     return;
                 }
             }
@@ -1024,7 +1026,7 @@ mod tests {
     }
 
     #[test]
-    fn woken_long_past_a_deadline_the_service_holds_judgement_for_twice_as_long() {
+    fn woken_long_past_a_deadline_the_service_holds_judgement_for_twice_as_long_and_a_period() {
         let mut io = MemIo::new(MemConfig::default()).unwrap();
         let mut svc = FdService::new(Config::default(), PORT).unwrap();
         let t0 = Instant::now();
