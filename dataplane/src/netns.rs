@@ -399,6 +399,58 @@ pub fn veth(a: End<'_>, b: End<'_>) -> Result<(), NetnsError> {
     b.ns.wait_up(b.ifname)
 }
 
+/// A router namespace with one port per host namespace: host `k` (from 1)
+/// has `eth0` at `A.B.k.2/24`, its default route via the router's port
+/// `p{k}` at `A.B.k.1`, and the router forwards between them. The shape of
+/// an NFVI host's switch with processes behind its ports.
+#[derive(Debug)]
+pub struct Routed {
+    /// The hosts: host `k` at index `k - 1`.
+    pub hosts: Vec<Netns>,
+    /// The router namespace.
+    pub router: Netns,
+    prefix: [u8; 2],
+}
+
+impl Routed {
+    /// `n` hosts (at most 254) behind a router, addresses under `A.B`
+    /// (`prefix`); `tag` names the namespaces.
+    pub fn new(tag: &str, prefix: [u8; 2], n: usize) -> Result<Self, NetnsError> {
+        let router = Netns::new(&format!("{tag}sw"))?;
+        let mut hosts = Vec::with_capacity(n);
+        for k in 1..=n.min(254) {
+            let h = Netns::new(&format!("{tag}{k}"))?;
+            let [a, b] = prefix;
+            veth(
+                End {
+                    ns: &router,
+                    ifname: &format!("p{k}"),
+                    cidr: &format!("{a}.{b}.{k}.1/24"),
+                },
+                End {
+                    ns: &h,
+                    ifname: "eth0",
+                    cidr: &format!("{a}.{b}.{k}.2/24"),
+                },
+            )?;
+            h.ip(&["route", "add", "default", "via", &format!("{a}.{b}.{k}.1")])?;
+            hosts.push(h);
+        }
+        router.exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
+        Ok(Self {
+            hosts,
+            router,
+            prefix,
+        })
+    }
+
+    /// The address of host `k` (from 1).
+    pub fn host_ip(&self, k: usize) -> Ipv4Addr {
+        let [a, b] = self.prefix;
+        Ipv4Addr::new(a, b, k as u8, 2)
+    }
+}
+
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');

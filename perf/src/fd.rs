@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail, ensure};
 use clap::Args;
 use dataplane::control::{ControlClient, call};
-use dataplane::netns::{End, Netns, veth};
+use dataplane::netns::{End, Netns, Routed, veth};
 use dataplane::time::{monotonic_nanos, thread_cpu_nanos};
 use dataplane::wire::nfvinc::HEADER_LEN;
 use serde_json::{Value, json};
@@ -443,24 +443,20 @@ fn run_mem(args: &FdArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
 
 // ---------------------------------------------------------------- net ---
 
-fn host_ip(k: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 82, k as u8, 2)
-}
-
-/// The router, the detector's namespace and the process hosts.
+/// The process hosts behind the router's ports, and the detector's
+/// namespace on the router's uplink.
 struct Topology {
-    router: Netns,
+    net: Routed,
     vnf: Netns,
-    hosts: Vec<Netns>,
 }
 
 impl Topology {
     fn new(hosts: usize) -> anyhow::Result<Self> {
-        let router = Netns::new("fdpsw")?;
+        let net = Routed::new("fdph", [10, 82], hosts)?;
         let vnf = Netns::new("fdpvnf")?;
         veth(
             End {
-                ns: &router,
+                ns: &net.router,
                 ifname: "uplink",
                 cidr: "10.81.0.1/24",
             },
@@ -471,30 +467,7 @@ impl Topology {
             },
         )?;
         vnf.ip(&["route", "add", "default", "via", "10.81.0.1"])?;
-        let mut hs = Vec::new();
-        for k in 1..=hosts {
-            let h = Netns::new(&format!("fdph{k}"))?;
-            veth(
-                End {
-                    ns: &router,
-                    ifname: &format!("p{k}"),
-                    cidr: &format!("10.82.{k}.1/24"),
-                },
-                End {
-                    ns: &h,
-                    ifname: "eth0",
-                    cidr: &format!("{}/24", host_ip(k)),
-                },
-            )?;
-            h.ip(&["route", "add", "default", "via", &format!("10.82.{k}.1")])?;
-            hs.push(h);
-        }
-        router.exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
-        Ok(Topology {
-            router,
-            vnf,
-            hosts: hs,
-        })
+        Ok(Topology { net, vnf })
     }
 }
 
@@ -511,8 +484,9 @@ struct Proc {
 /// What a generator thread did.
 #[derive(Debug, Default)]
 struct GenOut {
-    /// Send time of each process's last heartbeat (by id).
-    last_sent: HashMap<u64, u64>,
+    /// Send time of each process's last heartbeat: (id, time), for those
+    /// that sent one.
+    last_sent: Vec<(u64, u64)>,
     /// Heartbeats sent in the measured window.
     window_sent: u64,
     /// Heartbeats the kernel refused (sendmmsg short or failed).
@@ -549,6 +523,8 @@ fn generate(
     procs.sort_by_key(|p| p.phase_ns);
     let mut next_due: Vec<u64> = procs.iter().map(|p| start + p.phase_ns).collect();
     let mut seq = vec![0u64; procs.len()];
+    // Indexed like `procs`: no map work per heartbeat.
+    let mut last_sent = vec![None; procs.len()];
     let mut bufs = vec![[0u8; HEADER_LEN + heartbeat::LEN]; SEND_BATCH];
     let mut out = GenOut::default();
     // Processes are sorted by phase, so within a period the due ones are a
@@ -574,7 +550,7 @@ fn generate(
                 seq[cursor] += 1;
                 msg.emit(0, &mut bufs[n])
                     .map_err(|e| anyhow!("heartbeat: {e}"))?;
-                out.last_sent.insert(p.id, now);
+                last_sent[cursor] = Some(now);
                 n += 1;
                 if n == SEND_BATCH {
                     send_batch(&sock, &bufs[..n], &mut out, now, window);
@@ -588,6 +564,11 @@ fn generate(
         let next = next_due[cursor];
         wake = next.max(now + tick_ns);
     }
+    out.last_sent = procs
+        .iter()
+        .zip(last_sent)
+        .filter_map(|(p, t)| Some((p.id, t?)))
+        .collect();
     Ok(out)
 }
 
@@ -784,7 +765,7 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     let control = dir.join("fd.sock");
     let cores = core_affinity::get_core_ids().map_or(1, |c| c.len());
     let core = args.core.unwrap_or(cores.saturating_sub(1));
-    let router_path = Path::new("/run/netns").join(topo.router.name());
+    let router_path = Path::new("/run/netns").join(topo.net.router.name());
     let mut cmd = topo.vnf.command(&bin);
     cmd.args([
         "--backend",
@@ -861,7 +842,7 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     for (k, procs) in per_host.into_iter().enumerate() {
         let s = gen_stop.clone();
         gens.push(
-            topo.hosts[k]
+            topo.net.hosts[k]
                 .spawn(move || generate(procs, interval_ns, tick_ns, start, window, gen_end, &s)),
         );
     }
@@ -905,7 +886,7 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     let down_at = if interrupted {
         None
     } else {
-        Some(link_down(&topo.router, &format!("p{hosts}")).map_err(|e| abort(&gen_stop, e))?)
+        Some(link_down(&topo.net.router, &format!("p{hosts}")).map_err(|e| abort(&gen_stop, e))?)
     };
     let settle_until = Instant::now() + SETTLE;
     while Instant::now() < settle_until && !stop.load(Ordering::Relaxed) {
@@ -1086,6 +1067,20 @@ mod tests {
         ])
         .unwrap();
         assert!(t.a.validate().unwrap_err().contains("--crash"));
+    }
+
+    #[test]
+    fn link_down_sets_an_interface_down_and_refuses_a_missing_one() {
+        dataplane::netns::check_privileges().expect("root: this test builds a namespace");
+        let ns = Netns::new("fdlink").unwrap();
+        let before = monotonic_nanos();
+        let at = link_down(&ns, "lo").unwrap();
+        assert!(at >= before);
+        let shown = ns.exec("ip", &["-o", "link", "show", "lo"]).unwrap();
+        assert!(!shown.contains(",UP"), "lo still up: {shown}");
+        let e = link_down(&ns, "nope0").unwrap_err().to_string();
+        assert!(e.contains("nope0"), "{e}");
+        assert!(link_down(&ns, "a-name-far-too-long-for-linux").is_err());
     }
 
     #[test]

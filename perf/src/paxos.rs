@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail, ensure};
 use clap::{Args, ValueEnum};
 use dataplane::control::call;
-use dataplane::netns::{End, Netns, veth};
+use dataplane::netns::Routed;
 use libnfvinc::consensus::{Consensus, ConsensusConfig};
 use serde_json::{Value, json};
 use vnf_paxos::wire::{Message, accept};
@@ -299,45 +299,6 @@ fn run_mem(args: &PaxosArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
     Ok(run)
 }
 
-/// Hosts of a run: coordinator 1, acceptors 2.., learners, client last.
-struct Topology {
-    _router: Netns,
-    hosts: Vec<Netns>,
-}
-
-fn host_ip(k: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 72, k as u8, 2)
-}
-
-impl Topology {
-    fn new(n: usize) -> anyhow::Result<Self> {
-        let router = Netns::new("pxpsw")?;
-        let mut hosts = Vec::new();
-        for k in 1..=n {
-            let h = Netns::new(&format!("pxp{k}"))?;
-            veth(
-                End {
-                    ns: &router,
-                    ifname: &format!("p{k}"),
-                    cidr: &format!("10.72.{k}.1/24"),
-                },
-                End {
-                    ns: &h,
-                    ifname: "eth0",
-                    cidr: &format!("{}/24", host_ip(k)),
-                },
-            )?;
-            h.ip(&["route", "add", "default", "via", &format!("10.72.{k}.1")])?;
-            hosts.push(h);
-        }
-        router.exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
-        Ok(Topology {
-            _router: router,
-            hosts,
-        })
-    }
-}
-
 fn counter(control: &Path, name: &str) -> anyhow::Result<u64> {
     let c = call(control, &json!({"op": "counters"}))
         .map_err(|e| anyhow!("{}: {e}", control.display()))?;
@@ -352,7 +313,8 @@ fn run_net(args: &PaxosArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Res
     let n_acc = usize::from(args.acceptors);
     // Hosts: 1 coordinator, acceptors, 2 learners, 1 client.
     let total = 1 + n_acc + 2 + 1;
-    let topo = Topology::new(total)?;
+    // Hosts: coordinator 1, acceptors 2.., learners, client last.
+    let topo = Routed::new("pxp", [10, 72], total)?;
     let dir = match &args.log_dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("nfvinc-perf-paxos-{}", std::process::id())),
@@ -360,8 +322,9 @@ fn run_net(args: &PaxosArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Res
     .join(backend.name());
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let ips =
-        |r: std::ops::Range<usize>| -> Vec<String> { r.map(|k| host_ip(k).to_string()).collect() };
+    let ips = |r: std::ops::Range<usize>| -> Vec<String> {
+        r.map(|k| topo.host_ip(k).to_string()).collect()
+    };
     let coordinators = ips(1..2).join(",");
     let acceptors = ips(2..2 + n_acc).join(",");
     let learners = ips(2 + n_acc..4 + n_acc).join(",");
@@ -409,11 +372,13 @@ fn run_net(args: &PaxosArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Res
     }
     let addr = |ip: Ipv4Addr| SocketAddrV4::new(ip, vnf_paxos::service::DEFAULT_PORT);
     let cfg = ConsensusConfig {
-        learners: (2 + n_acc..4 + n_acc).map(|k| addr(host_ip(k))).collect(),
+        learners: (2 + n_acc..4 + n_acc)
+            .map(|k| addr(topo.host_ip(k)))
+            .collect(),
         retry: Duration::from_millis(200),
         ..ConsensusConfig::new(
-            vec![addr(host_ip(1))],
-            (2..2 + n_acc).map(|k| addr(host_ip(k))).collect(),
+            vec![addr(topo.host_ip(1))],
+            (2..2 + n_acc).map(|k| addr(topo.host_ip(k))).collect(),
         )
     };
     let handle = topo.hosts[total - 1]
