@@ -20,25 +20,6 @@ use crate::frame::Template;
 use crate::generator::{Phase, Progress};
 use crate::report::new_histogram;
 
-/// CPU time the calling thread has used. The in-memory scenarios report
-/// their rates per second of it beside the wall-clock rates: on a shared
-/// machine the wall clock also counts time other processes held the core.
-pub fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
-}
-
 /// What `latency_ns` means for this scenario.
 pub const LATENCY_KIND: &str = "burst_time_per_packet";
 

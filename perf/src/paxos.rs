@@ -231,7 +231,7 @@ fn acceptor_rate(
     let mut msgs = 0u64;
     let mut votes_out = 0u64;
     let started = Instant::now();
-    let cpu0 = crate::mem_bench::thread_cpu();
+    let cpu0 = dataplane::time::thread_cpu_nanos();
     let now = PaxosTime::from_nanos(1);
     while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
         // Time is read once per 1,024 messages.
@@ -256,7 +256,8 @@ fn acceptor_rate(
             msgs += 1;
         }
     }
-    let cpu = crate::mem_bench::thread_cpu().saturating_sub(cpu0);
+    let cpu =
+        std::time::Duration::from_nanos(dataplane::time::thread_cpu_nanos().saturating_sub(cpu0));
     (msgs, started.elapsed(), votes_out, cpu)
 }
 

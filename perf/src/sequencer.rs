@@ -312,7 +312,7 @@ fn stamp_rate(
     let mut out = vec![0u8; 2048];
     let (mut round, mut k, mut n) = (1u64, 0usize, 0u64);
     let started = Instant::now();
-    let cpu0 = crate::mem_bench::thread_cpu();
+    let cpu0 = dataplane::time::thread_cpu_nanos();
     while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
         // Time is read once per 1,000 bursts.
         for _ in 0..1000 {
@@ -333,7 +333,8 @@ fn stamp_rate(
             n += BURST as u64;
         }
     }
-    let cpu = crate::mem_bench::thread_cpu().saturating_sub(cpu0);
+    let cpu =
+        std::time::Duration::from_nanos(dataplane::time::thread_cpu_nanos().saturating_sub(cpu0));
     (s.counters().stamped, started.elapsed(), cpu)
 }
 

@@ -40,19 +40,6 @@ fn frame(ballot: Ballot, per_msg: u64, value: &Value) -> Vec<u8> {
     buf
 }
 
-/// CPU time this thread has used: on a shared machine the wall clock also
-/// counts time other processes held the core.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write into.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// Accepts per wall second and per CPU second, and votes emitted per
 /// accept.
 fn rate(per_msg: u64) -> (f64, f64, f64) {
@@ -84,7 +71,7 @@ fn rate(per_msg: u64) -> (f64, f64, f64) {
     let (mut msgs, mut votes, mut instance) = (0u64, 0u64, 0u64);
     let now = Time::from_nanos(1);
     let t0 = Instant::now();
-    let cpu0 = thread_cpu();
+    let cpu0 = cpu_time();
     while t0.elapsed() < RUN {
         for _ in 0..1024 {
             for k in 0..per_msg as usize {
@@ -107,7 +94,7 @@ fn rate(per_msg: u64) -> (f64, f64, f64) {
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = (thread_cpu() - cpu0).as_secs_f64();
+    let cpu = (cpu_time() - cpu0).as_secs_f64();
     (
         msgs as f64 / secs,
         msgs as f64 / cpu,
@@ -138,4 +125,10 @@ fn main() {
             1e9 / best.1,
         );
     }
+}
+
+/// CPU time this thread has used: on a shared machine the wall clock also
+/// counts time other processes held the core.
+fn cpu_time() -> Duration {
+    Duration::from_nanos(dataplane::time::thread_cpu_nanos())
 }

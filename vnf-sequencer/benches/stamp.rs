@@ -52,19 +52,6 @@ fn frames() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// CPU time this thread has used: on a shared machine the wall clock also
-/// counts time other processes held the core.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write into.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// One trial: messages stamped, their rate per wall second and per CPU
 /// second, and frames sent.
 fn trial(max_batch: usize) -> (u64, f64, u64, f64) {
@@ -79,7 +66,7 @@ fn trial(max_batch: usize) -> (u64, f64, u64, f64) {
     let mut round = 1u64;
     let mut k = 0usize;
     let start = Instant::now();
-    let cpu0 = thread_cpu();
+    let cpu0 = cpu_time();
     while start.elapsed() < RUN / TRIALS as u32 {
         for _ in 0..1000 {
             let now = Time::from_nanos(n * 100);
@@ -101,7 +88,7 @@ fn trial(max_batch: usize) -> (u64, f64, u64, f64) {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let cpu = (thread_cpu() - cpu0).as_secs_f64();
+    let cpu = (cpu_time() - cpu0).as_secs_f64();
     assert_eq!(s.counters().stamped, n, "every message stamped once");
     (n, n as f64 / secs, sent_frames, n as f64 / cpu)
 }
@@ -140,4 +127,10 @@ fn run(name: &str, max_batch: usize) {
 fn main() {
     run("batched", 64);
     run("unbatched", 1);
+}
+
+/// CPU time this thread has used: on a shared machine the wall clock also
+/// counts time other processes held the core.
+fn cpu_time() -> Duration {
+    Duration::from_nanos(dataplane::time::thread_cpu_nanos())
 }
