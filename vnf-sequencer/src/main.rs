@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
+use dataplane::auth::AuthArgs;
 use dataplane::control::ControlSocket;
 use dataplane::launch::{self, Backend, DataplaneArgs, Endpoint};
 use dataplane::runtime::Shutdown;
@@ -37,6 +38,11 @@ use vnf_sequencer::{ProcessId, SequencerConfig};
 /// members hold, and only then stamps again: nothing delivered is lost,
 /// nothing is delivered twice. Every member must answer, so remove dead
 /// members first.
+///
+/// With --auth required every message must carry a valid tag under the
+/// key of its session (the group id) from --auth-keys or the control
+/// socket's session.add; the rest is counted and dropped. What the
+/// sequencer sends is tagged under the same key.
 ///
 /// Example:
 ///
@@ -88,9 +94,11 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     heartbeat_ms: u64,
     /// Control socket path (JSON lines; ops: health, counters, epoch,
-    /// group, add, remove, replace).
+    /// group, add, remove, replace, session.add, session.remove).
     #[arg(long)]
     control: Option<PathBuf>,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 fn parse_member(s: &str) -> Result<(ProcessId, SocketAddrV4), String> {
@@ -179,7 +187,9 @@ fn run(args: Args) -> Result<()> {
     if let Some(g) = args.multicast {
         book = book.with_multicast(g);
     }
-    let mut service = SeqService::new(cfg, epoch, book, args.port, raw_frames);
+    let sessions = args.auth.sessions().map_err(anyhow::Error::msg)?;
+    let mut service =
+        SeqService::new(cfg, epoch, book, args.port, raw_frames).with_sessions(sessions);
     let _control = match &args.control {
         Some(path) => {
             let (sock, inbox) = ControlSocket::bind(path)

@@ -46,6 +46,29 @@
 //! | `remove` | `{"process": id}` | the member list |
 //! | `replace` | `{"epoch": n}` | takes over the group in epoch `n` (a new core, recovering) |
 //!
+//! With a session table ([`SeqService::with_sessions`], `--auth required`)
+//! the control socket also answers `session.add` and `session.remove`, and
+//! `counters` reports the refusals under `auth`.
+//!
+//! # Authentication
+//!
+//! Under `--auth required` (how `nfvinc serve` runs it) every received
+//! message must carry a valid tag ([`dataplane::auth`]) under the key of
+//! the session its header names, checked in place before the core or the
+//! address book sees it: untagged, unknown-session and wrongly tagged
+//! messages are counted and dropped, never answered, and teach the book no
+//! next hop. Everything the sequencer sends is tagged under the key of the
+//! session it carries, once per message in the scratch buffer, before its
+//! checksum sum is taken, so unicast copies and multicast cost one tag.
+//!
+//! The session of a group is the group id (every frame carries it): one
+//! key per group, shared by its members. Not one key per member, because a
+//! group frame is one frame for all of them (multicast, or copies of one
+//! scratch message) and members repair each other's gaps with frames that
+//! each must be able to check. The group is one tenant's: the control
+//! plane hands the key only to the tenant that created the instance, so
+//! another tenant can neither send into the group nor forge its frames.
+//!
 //! Membership changes reach the address book at once; the core's own list
 //! (whom an epoch change waits for) is the book's at the start and at each
 //! `replace`, as the protocol wants: membership does not change during an
@@ -55,6 +78,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use dataplane::auth::Sessions;
 use dataplane::control::{Inbox, Request};
 use dataplane::io::{Batch, FrameMut};
 use dataplane::runtime::{Emit, Vnf};
@@ -308,6 +332,7 @@ pub struct SeqService {
     next_timeout: Option<Instant>,
     next_housekeeping: Instant,
     counters: ServiceCounters,
+    sessions: Sessions,
 }
 
 impl std::fmt::Debug for SeqService {
@@ -352,9 +377,19 @@ impl SeqService {
             next_timeout: None,
             next_housekeeping: Instant::now(),
             counters: ServiceCounters::default(),
+            sessions: Sessions::default(),
         };
         s.after_input();
         s
+    }
+
+    /// Checks received messages against these session keys (dropping and
+    /// counting what fails under [`dataplane::auth::AuthPolicy::Required`])
+    /// and tags what it sends under them; without, everything is accepted
+    /// and nothing tagged.
+    pub fn with_sessions(mut self, sessions: Sessions) -> Self {
+        self.sessions = sessions;
+        self
     }
 
     /// Answers requests from this control-socket inbox.
@@ -392,6 +427,11 @@ impl SeqService {
             self.counters.malformed += 1;
             return;
         }
+        if self.sessions.admit(f.payload()).is_err() {
+            // Counted by the session table; a sender that cannot prove
+            // its session changes nothing, not even the next hops.
+            return;
+        }
         if self.checksums {
             self.book
                 .heard(f.ipv4().src_addr(), f.ethernet().src_addr());
@@ -412,6 +452,8 @@ impl SeqService {
                         self.pending_out = false;
                         return;
                     };
+                    // Tagged once, before the sum every copy shares.
+                    self.sessions.sign(&mut self.scratch[..tx.len]);
                     let sum = if self.checksums {
                         sum(&self.scratch[..tx.len])
                     } else {
@@ -476,6 +518,10 @@ impl SeqService {
 
     /// Answers one control-socket request.
     fn control(&mut self, r: Request) {
+        if let Some(result) = self.sessions.control_op(r.op(), r.body()) {
+            r.answer(result);
+            return;
+        }
         let result = match r.op() {
             "health" => Ok(json!({"status": "ok", "epoch": self.core.epoch(),
                                   "recovering": self.core.is_recovering()})),
@@ -489,7 +535,7 @@ impl SeqService {
             "remove" => self.remove_member(r.body()),
             "replace" => self.replace(r.body()),
             other => Err(format!(
-                "unknown op {other:?}: expected health, counters, epoch, group, add, remove or replace"
+                "unknown op {other:?}: expected health, counters, epoch, group, add, remove, replace, session.add or session.remove"
             )),
         };
         r.answer(result);
@@ -515,6 +561,7 @@ impl SeqService {
             "ignored": k.ignored,
             "epoch": self.core.epoch(),
             "next_seq": self.core.next_seq(),
+            "auth": self.sessions.counters_json(),
         })
     }
 
@@ -699,6 +746,16 @@ mod tests {
     }
 
     fn data_frame(from: &MemberAddr, q: u64) -> Vec<u8> {
+        data_frame_in(from, q, GROUP, None)
+    }
+
+    /// A Data frame of `session`, tagged under `key` when given.
+    fn data_frame_in(
+        from: &MemberAddr,
+        q: u64,
+        session: u64,
+        key: Option<&dataplane::auth::SessionKey>,
+    ) -> Vec<u8> {
         let payload = [q as u8; 64];
         let m = Message::Data(
             data::Repr {
@@ -710,7 +767,10 @@ mod tests {
             &payload,
         );
         let mut msg = vec![0u8; 256];
-        let n = m.emit(GROUP, &mut msg).unwrap();
+        let n = m.emit(session, &mut msg).unwrap();
+        if let Some(k) = key {
+            k.sign(&mut msg[..n]).unwrap();
+        }
         let spec = FrameSpec {
             src_mac: [3; 6],
             dst_mac: [2; 6],
@@ -775,6 +835,51 @@ mod tests {
         to.sort();
         assert_eq!(to, members.iter().map(|m| m.addr).collect::<Vec<_>>());
         assert_eq!(io.free_buffers(), MemConfig::default().chunks as usize);
+    }
+
+    #[test]
+    fn with_auth_required_only_tagged_messages_of_the_group_are_stamped() {
+        use dataplane::auth::{AuthPolicy, SessionKey};
+        let key = SessionKey::from_bytes([5; 32]);
+        let mut sessions = Sessions::new(AuthPolicy::Required);
+        sessions.insert(GROUP, key.clone());
+        let members = [member(1), member(2)];
+        let mut svc = service(&members).with_sessions(sessions);
+        let mut io = MemIo::new(MemConfig::default()).unwrap();
+        let other = SessionKey::from_bytes([6; 32]);
+        // Untagged, tagged under another key, another session's.
+        io.inject(&data_frame(&members[0], 1)).unwrap();
+        io.inject(&data_frame_in(&members[0], 1, GROUP, Some(&other)))
+            .unwrap();
+        io.inject(&data_frame_in(&members[0], 1, GROUP + 1, Some(&other)))
+            .unwrap();
+        assert!(
+            step(&mut svc, &mut io).is_empty(),
+            "refusals are not answered"
+        );
+        assert_eq!(svc.core().counters().stamped, 0);
+        assert_eq!(svc.counters().rx_messages, 0);
+        let c = svc.counters_json();
+        assert_eq!(c["auth"]["untagged"], 1, "{c}");
+        assert_eq!(c["auth"]["bad_tag"], 1, "{c}");
+        assert_eq!(c["auth"]["unknown_session"], 1, "{c}");
+        assert_eq!(c["auth"]["passed"], 0, "{c}");
+
+        // Tagged under the group's key: stamped, and what goes out is
+        // tagged under it too.
+        io.inject(&data_frame_in(&members[0], 1, GROUP, Some(&key)))
+            .unwrap();
+        let sent = step(&mut svc, &mut io);
+        assert_eq!(svc.core().counters().stamped, 1);
+        assert_eq!(sent.len(), 2);
+        for f in &sent {
+            let f = UdpFrame::parse(&f[..]).unwrap();
+            f.check_udp_checksum().expect("UDP checksum over the tag");
+            key.verify(f.payload())
+                .expect("tagged under the group's key");
+            assert!(other.verify(f.payload()).is_err());
+        }
+        assert_eq!(svc.counters_json()["auth"]["passed"], 1);
     }
 
     #[test]
