@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, ValueEnum};
+use dataplane::auth::AuthArgs;
 use dataplane::control::ControlSocket;
 use dataplane::launch::{self, Backend, DataplaneArgs, Endpoint};
 use dataplane::runtime::{PollPolicy, Shutdown};
@@ -55,6 +56,12 @@ enum DurabilityArg {
 /// leader, standby coordinators, 2f + 1 acceptors and learners, each role
 /// a process on the kernel-bypass dataplane. Clients (libnfvinc's
 /// `Consensus`) send values to the leader and follow the decided log.
+///
+/// With --auth required every received message must carry a valid tag
+/// under the key of its session (from --auth-keys or the control socket's
+/// session.add), clients' and the other roles' alike; the rest is counted
+/// and dropped. Every message sent carries --session and is tagged under
+/// its key: give every process of an instance the same --session and keys.
 ///
 /// Example, three acceptors, two coordinators and a learner, each started
 /// with the same lists and its own role and index:
@@ -100,9 +107,16 @@ struct Args {
     #[arg(long)]
     incarnation: Option<u32>,
     /// Control socket path (JSON lines; ops: health, counters, membership,
-    /// leader, deliveries).
+    /// leader, deliveries, session.add, session.remove).
     #[arg(long)]
     control: Option<PathBuf>,
+    #[command(flatten)]
+    auth: AuthArgs,
+    /// The instance's session id: every message sent carries it (and with
+    /// --auth is tagged under its key). The same in every process of the
+    /// instance and its clients.
+    #[arg(long, default_value_t = 0)]
+    session: u64,
     /// Empty polls before a worker on adaptive polling sleeps in the
     /// socket (default: the dataplane's). Fewer suits hosts where several
     /// roles share a core: a spinning role takes the core from the others.
@@ -294,7 +308,9 @@ fn run(mut args: Args) -> Result<()> {
         }
     };
 
-    let mut service = PaxosService::new(core, peers, members, own.port());
+    let sessions = args.auth.sessions().map_err(anyhow::Error::msg)?;
+    let mut service =
+        PaxosService::new(core, peers, members, own.port()).with_sessions(sessions, args.session);
     let _control = match &args.control {
         Some(path) => {
             let (sock, inbox) = ControlSocket::bind(path)

@@ -23,16 +23,45 @@
 //! | `membership` | configured members, acceptor identities, subscribed guests |
 //! | `leader` | the leader this process believes in, the highest ballot it knows, whether it leads |
 //! | `deliveries` | learners: `{"from": k, "max": n}` → the `(instance, client, seq)` of delivered commands `k..k+n`, with totals |
+//! | `session.add`, `session.remove` | with a session table: a session's key added or forgotten ([`dataplane::auth`]) |
+//!
+//! # Authentication
+//!
+//! Under `--auth required` (how `nfvinc serve` runs every role) each
+//! received message must carry a valid tag ([`dataplane::auth`]) under the
+//! key of the session its header names. It is checked in place, before
+//! anything else looks at it: the core, the acceptor's byte path for
+//! Accepts, and the address book (a refused message makes no guest and
+//! no subscription, so nothing is ever sent to its sender). Refusals are
+//! counted (`counters` → `auth`) and dropped, never answered. Every
+//! message a process sends carries the instance's session
+//! ([`PaxosService::with_sessions`], `--session`) and is tagged under its
+//! key, once in the scratch buffer before it is copied to its
+//! destinations.
+//!
+//! One key per instance, for the traffic between its own processes as for
+//! its clients'. Internal traffic cannot be left unauthenticated on the
+//! grounds that it stays inside the tenant's namespace: the namespace is
+//! reachable from the host, where every tenant's link ends, and a frame
+//! read by AF_XDP has not been through the kernel's source-address checks,
+//! so a forged Promise or vote from outside would count. And clients talk
+//! to every role, not only to the coordinator (fetches and subscriptions
+//! go to acceptors and learners, which send them votes and decisions),
+//! while one vote goes to learners, coordinators and subscribed clients
+//! alike: a separate key per destination would tag each copy again. The
+//! instance belongs to one tenant, and the control plane hands its key
+//! only to the tenant that created it.
 
 mod peers;
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use dataplane::auth::Sessions;
 use dataplane::control::{Inbox, Request};
 use dataplane::io::Batch;
 use dataplane::runtime::{Emit, Vnf};
-use dataplane::wire::nfvinc::NfvHeader;
+use dataplane::wire::nfvinc::{HEADER_LEN, NfvHeader};
 use dataplane::wire::{UdpFrame, build_udp_frame, finish_udp_checksum};
 use serde_json::{Value as Json, json};
 
@@ -300,6 +329,9 @@ pub struct PaxosService {
     next_timeout: Option<Instant>,
     next_housekeeping: Instant,
     counters: ServiceCounters,
+    sessions: Sessions,
+    /// The session id every message sent carries (the instance's).
+    session: u64,
 }
 
 impl std::fmt::Debug for PaxosService {
@@ -328,9 +360,22 @@ impl PaxosService {
             next_timeout: None,
             next_housekeeping: Instant::now(),
             counters: ServiceCounters::default(),
+            sessions: Sessions::default(),
+            session: 0,
         };
         s.after_input();
         s
+    }
+
+    /// Checks received messages against these session keys (dropping and
+    /// counting what fails under [`dataplane::auth::AuthPolicy::Required`]),
+    /// and sends every message as one of `session` (the instance's), tagged
+    /// under its key when the table has it. Without, everything is accepted
+    /// and messages leave untagged in session 0.
+    pub fn with_sessions(mut self, sessions: Sessions, session: u64) -> Self {
+        self.sessions = sessions;
+        self.session = session;
+        self
     }
 
     /// Answers requests from this control-socket inbox.
@@ -369,6 +414,11 @@ impl PaxosService {
             self.counters.malformed += 1;
             return;
         }
+        if self.sessions.admit(f.payload()).is_err() {
+            // Counted by the session table. Before the address book: a
+            // sender that cannot prove its session becomes no guest.
+            return;
+        }
         if let Core::Acceptor(a) = &mut self.core {
             // Accepts, an acceptor's steady load, go in as bytes (checked
             // by the acceptor, which builds no message values for them).
@@ -392,6 +442,18 @@ impl PaxosService {
             .sender(&f.spec().reversed(), matches!(msg, Message::Fetch(_)), now);
         self.counters.rx_messages += 1;
         self.core.handle(t, from, msg);
+    }
+
+    /// Puts the instance's session on the message in the scratch buffer
+    /// and tags it under the session's key (once for every copy).
+    fn seal(&mut self, len: usize) {
+        let Some(msg) = self.scratch.get_mut(..len) else {
+            return;
+        };
+        if msg.len() >= HEADER_LEN {
+            NfvHeader::new_unchecked(&mut *msg).set_session_id(self.session);
+            self.sessions.sign(msg);
+        }
     }
 
     /// The next destination of the fan-out in progress, without moving on.
@@ -430,6 +492,10 @@ impl PaxosService {
 
     /// Answers one control-socket request.
     fn control(&mut self, r: Request, now: Instant) {
+        if let Some(result) = self.sessions.control_op(r.op(), r.body()) {
+            r.answer(result);
+            return;
+        }
         let result = match r.op() {
             "health" => Ok(json!({"status": "ok", "role": self.core.role(),
                                   "node": self.peers.me().0})),
@@ -438,7 +504,7 @@ impl PaxosService {
             "leader" => Ok(self.leader_json()),
             "deliveries" => self.deliveries_json(r.body()),
             other => Err(format!(
-                "unknown op {other:?}: expected health, counters, membership, leader or deliveries"
+                "unknown op {other:?}: expected health, counters, membership, leader, deliveries, session.add or session.remove"
             )),
         };
         r.answer(result);
@@ -452,6 +518,7 @@ impl PaxosService {
             "tx_frames": s.tx_frames,
             "unroutable": s.unroutable,
             "too_large": s.too_large,
+            "auth": self.sessions.counters_json(),
         });
         let core = match &self.core {
             Core::Coordinator(c) => {
@@ -610,12 +677,15 @@ impl Vnf for PaxosService {
                         return;
                     };
                     match written {
-                        Ok(len) => Cursor {
-                            dest,
-                            member: 0,
-                            guest: 0,
-                            len,
-                        },
+                        Ok(len) => {
+                            self.seal(len);
+                            Cursor {
+                                dest,
+                                member: 0,
+                                guest: 0,
+                                len,
+                            }
+                        }
                         Err(_) => {
                             self.counters.too_large += 1;
                             continue;
@@ -661,6 +731,7 @@ mod tests {
     use crate::{
         AcceptorConfig, AcceptorId, ClientId, Command, CoordinatorConfig, Durability, LearnerConfig,
     };
+    use dataplane::auth::{AuthPolicy, SessionKey};
     use dataplane::io::PacketIo;
     use dataplane::io::mem::{MemConfig, MemIo};
     use dataplane::runtime::emit_into;
@@ -675,8 +746,25 @@ mod tests {
     const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 9, 9), 5000);
 
     fn frame(from: SocketAddrV4, to: SocketAddrV4, msg: &Message) -> Vec<u8> {
+        frame_in(from, to, msg, 0, None)
+    }
+
+    /// The session of the authenticated groups below.
+    const SESSION: u64 = 77;
+
+    /// A frame of `session`, tagged under `key` when given.
+    fn frame_in(
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        msg: &Message,
+        session: u64,
+        key: Option<&SessionKey>,
+    ) -> Vec<u8> {
         let mut payload = vec![0u8; 2048];
-        let n = msg.emit(0, &mut payload).unwrap();
+        let n = msg.emit(session, &mut payload).unwrap();
+        if let Some(k) = key {
+            k.sign(&mut payload[..n]).unwrap();
+        }
         let spec = FrameSpec {
             src_mac: [2; 6],
             dst_mac: [2; 6],
@@ -701,6 +789,12 @@ mod tests {
     /// service on its own in-memory backend; frames are routed between
     /// them by destination address.
     fn group() -> Vec<Node> {
+        group_with(None)
+    }
+
+    /// The same group, every process requiring tags under `key` for
+    /// [`SESSION`] when it is given.
+    fn group_with(key: Option<&SessionKey>) -> Vec<Node> {
         let members = Members {
             coordinators: vec![at(1, 1)],
             acceptors: vec![at(2, 1), at(2, 2), at(2, 3)],
@@ -710,9 +804,15 @@ mod tests {
         let mut nodes = Vec::new();
         let mut add = |me: NodeId, addr: SocketAddrV4, core: Core| {
             let peers = Peers::new(me, addr, [1; 6], &members, |_| [2; 6]);
+            let mut svc = PaxosService::new(core, peers, members.clone(), DEFAULT_PORT);
+            if let Some(k) = key {
+                let mut sessions = Sessions::new(AuthPolicy::Required);
+                sessions.insert(SESSION, k.clone());
+                svc = svc.with_sessions(sessions, SESSION);
+            }
             nodes.push(Node {
                 addr,
-                svc: PaxosService::new(core, peers, members.clone(), DEFAULT_PORT),
+                svc,
                 io: MemIo::new(MemConfig::default()).unwrap(),
             });
         };
@@ -831,6 +931,113 @@ mod tests {
             c.tx_frames > 0 && c.malformed == 0 && c.unroutable == 0,
             "{c:?}"
         );
+        for n in &mut nodes {
+            n.io.drain_sent(|_| {});
+        }
+    }
+
+    /// Sends `req` to the coordinator until a reply says it is decided;
+    /// returns the instance and the reply's frame.
+    fn decide(nodes: &mut [Node], req: &[u8]) -> (u64, Vec<u8>) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut next_try = Instant::now();
+        loop {
+            assert!(Instant::now() < deadline, "no decision within 5 s");
+            if Instant::now() >= next_try {
+                // Retried like a client would, until the leader is elected.
+                nodes[0].io.inject(req).unwrap();
+                next_try = Instant::now() + Duration::from_millis(20);
+            }
+            for f in step(nodes) {
+                let p = UdpFrame::parse(&f[..]).unwrap();
+                if let Ok((_, Message::Reply(r))) = Message::parse_nfv(p.payload())
+                    && let reply::Status::Decided(i) = r.status
+                {
+                    return (i, f);
+                }
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    #[test]
+    fn with_auth_required_only_tagged_messages_count_and_answers_are_tagged() {
+        let key = SessionKey::from_bytes([9; 32]);
+        let mut nodes = group_with(Some(&key));
+        let command = |client: u64| {
+            Message::Request(request::Repr {
+                command: Command {
+                    client: ClientId(client),
+                    seq: 1,
+                    payload: Arc::from(&b"set x"[..]),
+                },
+            })
+        };
+        // A tagged request is decided: the processes' own traffic passes
+        // too, as each of them requires tags.
+        let good = frame_in(CLIENT, at(1, 1), &command(42), SESSION, Some(&key));
+        let (decided, reply) = decide(&mut nodes, &good);
+        let reply = UdpFrame::parse(&reply[..]).unwrap();
+        key.verify(reply.payload())
+            .expect("the answer is tagged under the instance's key");
+        assert_eq!(
+            NfvHeader::new_checked(reply.payload())
+                .unwrap()
+                .session_id(),
+            SESSION
+        );
+
+        // Untagged, tagged under another key, of another session: never
+        // decided, never answered, and the learner takes no subscriber.
+        let forged = SessionKey::from_bytes([8; 32]);
+        let coordinator = at(1, 1);
+        nodes[0]
+            .io
+            .inject(&frame(CLIENT, coordinator, &command(43)))
+            .unwrap();
+        nodes[0]
+            .io
+            .inject(&frame_in(
+                CLIENT,
+                coordinator,
+                &command(43),
+                SESSION,
+                Some(&forged),
+            ))
+            .unwrap();
+        nodes[0]
+            .io
+            .inject(&frame_in(
+                CLIENT,
+                coordinator,
+                &command(43),
+                SESSION + 1,
+                Some(&forged),
+            ))
+            .unwrap();
+        let fetch = Message::Fetch(crate::wire::fetch::Repr { from: 0, to: 8 });
+        nodes[4]
+            .io
+            .inject(&frame_in(CLIENT, at(3, 1), &fetch, SESSION, Some(&forged)))
+            .unwrap();
+        for _ in 0..50 {
+            assert!(
+                step(&mut nodes).is_empty(),
+                "a refused message was answered"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let c = nodes[0].svc.counters_json();
+        assert_eq!(c["auth"]["untagged"], 1, "{c}");
+        assert_eq!(c["auth"]["bad_tag"], 1, "{c}");
+        assert_eq!(c["auth"]["unknown_session"], 1, "{c}");
+        let l = nodes[4].svc.counters_json();
+        assert_eq!(l["auth"]["bad_tag"], 1, "{l}");
+        assert_eq!(nodes[4].svc.peers.guests(), 0, "no guest from a forgery");
+        let Core::Learner(learner) = &nodes[4].svc.core else {
+            unreachable!()
+        };
+        assert_eq!(learner.log, vec![(decided, 42, 1)], "43's never decided");
         for n in &mut nodes {
             n.io.drain_sent(|_| {});
         }
