@@ -390,12 +390,14 @@ fn run_net(args: &PaxosArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Res
     let me = handle.client_id();
     let learner_ctl = [control(2 + n_acc), control(3 + n_acc)];
 
-    // Closed loop in one thread: top up to --in-flight submissions, then
-    // take what the client's learner delivered.
+    // Closed loop in one thread: top up to --in-flight submissions (handed
+    // over together, so that they leave together), then take what the
+    // client's learner delivered.
     let in_flight = u64::from(args.in_flight);
     let mut sent_at = vec![0u64; (in_flight as usize * 4).next_power_of_two()];
     let mask = sent_at.len() as u64 - 1;
     let payload = vec![0x5au8; usize::from(args.value_bytes)];
+    let burst: Vec<&[u8]> = vec![&payload[..]; in_flight as usize];
     let mut hist = new_histogram();
     let (mut submitted, mut learned) = (0u64, 0u64);
     let t0 = Instant::now();
@@ -411,10 +413,14 @@ fn run_net(args: &PaxosArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Res
             ];
             window = Some((submitted, learned, at, Instant::now()));
         }
-        while submitted - learned < in_flight {
-            let seq = handle.submit(&payload)?;
-            sent_at[(seq & mask) as usize] = dataplane::time::monotonic_nanos();
-            submitted += 1;
+        let room = in_flight.saturating_sub(submitted - learned) as usize;
+        if room > 0 {
+            let seqs = handle.submit_all(&burst[..room])?;
+            let now = dataplane::time::monotonic_nanos();
+            for seq in seqs {
+                sent_at[(seq & mask) as usize] = now;
+            }
+            submitted += room as u64;
         }
         if let Some(d) = handle.next_delivery(Duration::from_millis(100))? {
             let now = dataplane::time::monotonic_nanos();

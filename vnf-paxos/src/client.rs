@@ -5,13 +5,29 @@
 //! and learners recognise them: a command is decided, and delivered, at
 //! most once however often it is sent. The client library pairs this with
 //! a [`crate::Learner`] for the stream of decided values.
+//!
+//! # Coalescing
+//!
+//! With [`ClientConfig::coalesce`] (the default) commands travel many to a
+//! `Submit` datagram and are answered many to a `Replies` message (runs of
+//! sequence numbers), in the manner of Nagle's algorithm: a command
+//! submitted while none of the client's sent commands awaits an answer
+//! leaves at once, alone, so a lightly loaded client adds no latency;
+//! commands submitted while some do are queued and leave together as soon
+//! as an answer arrives (or [`Client::flush`] is called: a caller that
+//! submits a burst flushes after it). Under load each answer thus releases
+//! everything that queued meanwhile, and requests grow with the load, as
+//! the leader's batches do. Retries and redirections after `NotLeader`
+//! are coalesced the same way. Without it, every command is its own
+//! `Request`, sent at once and answered by its own `Reply`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::config::ClientConfig;
 use crate::transmit::{Dest, Transmit};
-use crate::wire::{Message, reply, request};
+use crate::wire::value::COMMAND_HEADER_LEN;
+use crate::wire::{Message, replies, reply, request, submit};
 use crate::{ClientId, Command, Instance, NodeId, Time};
 
 /// What became of a submitted command.
@@ -27,7 +43,8 @@ pub struct Committed {
 #[derive(Debug)]
 struct Outstanding {
     payload: Arc<[u8]>,
-    sent_at: Time,
+    /// When it was last sent; `None` while queued (never sent).
+    sent_at: Option<Time>,
 }
 
 /// A client (see the module docs).
@@ -37,7 +54,16 @@ pub struct Client {
     cfg: ClientConfig,
     target: usize,
     next_seq: u64,
+    /// Commands from this number on are queued, not yet sent.
+    unsent_from: u64,
     outstanding: BTreeMap<u64, Outstanding>,
+    /// Outstanding commands that were sent at least once.
+    sent: usize,
+    /// `(sent at, seq)` in the order sent; an entry is stale once its
+    /// command is answered or sent again (its `sent_at` differs).
+    timers: VecDeque<(Time, u64)>,
+    /// Reused list of sequence numbers (answers, retries).
+    scratch: Vec<u64>,
     events: VecDeque<Committed>,
     outbox: VecDeque<Transmit>,
 }
@@ -51,7 +77,11 @@ impl Client {
             cfg,
             target: 0,
             next_seq: 1,
+            unsent_from: 1,
             outstanding: BTreeMap::new(),
+            sent: 0,
+            timers: VecDeque::new(),
+            scratch: Vec::new(),
             events: VecDeque::new(),
             outbox: VecDeque::new(),
         }
@@ -67,86 +97,221 @@ impl Client {
         self.next_seq
     }
 
-    /// Commands submitted and not yet known decided.
+    /// Commands submitted and not yet known decided (queued ones included).
     pub fn outstanding(&self) -> usize {
         self.outstanding.len()
     }
 
-    /// Submits a command; returns its sequence number.
+    /// Commands submitted and not sent yet (coalescing).
+    pub fn queued(&self) -> usize {
+        self.outstanding.len() - self.sent
+    }
+
+    /// Commands sent and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.sent
+    }
+
+    /// Submits a command; returns its sequence number. It is sent at once
+    /// unless the client coalesces and has commands awaiting an answer
+    /// (see the module docs).
     pub fn submit(&mut self, now: Time, payload: impl Into<Arc<[u8]>>) -> u64 {
+        let idle = self.sent == 0;
+        let seq = self.queue(payload);
+        if !self.cfg.coalesce || idle {
+            self.flush(now);
+        }
+        seq
+    }
+
+    /// Queues a command without sending it; returns its sequence number.
+    /// [`Client::flush`], or the next answer, sends it: a caller with a
+    /// burst of commands queues them all and flushes once, so that they
+    /// leave together even when nothing else is in flight.
+    pub fn queue(&mut self, payload: impl Into<Arc<[u8]>>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.outstanding.insert(
             seq,
             Outstanding {
                 payload: payload.into(),
-                sent_at: now,
+                sent_at: None,
             },
         );
-        self.send(seq);
         seq
+    }
+
+    /// Sends every queued command now, together (as few datagrams as
+    /// their size allows).
+    pub fn flush(&mut self, now: Time) {
+        if self.unsent_from == self.next_seq {
+            return;
+        }
+        let mut seqs = std::mem::take(&mut self.scratch);
+        seqs.clear();
+        seqs.extend(self.outstanding.range(self.unsent_from..).map(|(&s, _)| s));
+        self.unsent_from = self.next_seq;
+        self.send(now, &seqs);
+        self.scratch = seqs;
     }
 
     fn leader(&self) -> Option<NodeId> {
         self.cfg.coordinators.get(self.target).copied()
     }
 
-    fn send(&mut self, seq: u64) {
-        let (Some(to), Some(o)) = (self.leader(), self.outstanding.get(&seq)) else {
-            return;
+    /// Sends the outstanding commands among `seqs` to the coordinator
+    /// believed to lead.
+    fn send(&mut self, now: Time, seqs: &[u64]) {
+        let to = self.leader();
+        let max = self.cfg.max_request_bytes;
+        let mut batch: Vec<Command> = Vec::new();
+        let mut bytes = 0;
+        for &seq in seqs {
+            let Some(o) = self.outstanding.get_mut(&seq) else {
+                continue;
+            };
+            if o.sent_at.is_none() {
+                self.sent += 1;
+            }
+            o.sent_at = Some(now);
+            self.timers.push_back((now, seq));
+            let Some(to) = to else { continue };
+            let command = Command {
+                client: self.id,
+                seq,
+                payload: o.payload.clone(),
+            };
+            if !self.cfg.coalesce {
+                self.outbox.push_back(Transmit {
+                    dest: Dest::Node(to),
+                    msg: Message::Request(request::Repr { command }),
+                });
+                continue;
+            }
+            let len = COMMAND_HEADER_LEN + command.payload.len();
+            if !batch.is_empty() && (bytes + len > max || batch.len() >= usize::from(u16::MAX)) {
+                self.outbox.push_back(Transmit {
+                    dest: Dest::Node(to),
+                    msg: Message::Submit(submit::Repr {
+                        commands: std::mem::take(&mut batch),
+                    }),
+                });
+                bytes = 0;
+            }
+            bytes += len;
+            batch.push(command);
+        }
+        if let (Some(to), false) = (to, batch.is_empty()) {
+            self.outbox.push_back(Transmit {
+                dest: Dest::Node(to),
+                msg: Message::Submit(submit::Repr { commands: batch }),
+            });
+        }
+    }
+
+    /// Drops timer entries of commands answered or sent again since.
+    fn prune_timers(&mut self) {
+        while let Some(&(t, seq)) = self.timers.front() {
+            if self
+                .outstanding
+                .get(&seq)
+                .is_some_and(|o| o.sent_at == Some(t))
+            {
+                break;
+            }
+            self.timers.pop_front();
+        }
+    }
+
+    fn decided(&mut self, seq: u64, instance: Instance) -> bool {
+        let Some(o) = self.outstanding.remove(&seq) else {
+            return false;
         };
-        self.outbox.push_back(Transmit {
-            dest: Dest::Node(to),
-            msg: Message::Request(request::Repr {
-                command: Command {
-                    client: self.id,
-                    seq,
-                    payload: o.payload.clone(),
-                },
-            }),
-        });
+        if o.sent_at.is_some() {
+            self.sent -= 1;
+        }
+        self.events.push_back(Committed { seq, instance });
+        true
+    }
+
+    /// After `NotLeader` from `from` with `hint` for `seqs`: go to the hinted
+    /// leader at once, or (no better idea) to the next coordinator at the
+    /// retry timeout, so that an election in progress is not hammered.
+    fn not_leader(&mut self, now: Time, from: NodeId, hint: Option<NodeId>, seqs: &[u64]) {
+        let n = self.cfg.coordinators.len().max(1);
+        let hinted = hint.and_then(|h| self.cfg.coordinators.iter().position(|&c| c == h));
+        match hinted {
+            Some(i) if Some(from) != hint => {
+                self.target = i;
+                self.send(now, seqs);
+            }
+            _ => {
+                if self.leader() == Some(from) {
+                    self.target = (self.target + 1) % n;
+                }
+            }
+        }
     }
 
     /// Takes one received message (replies).
     pub fn handle(&mut self, now: Time, from: NodeId, msg: Message) {
-        let Message::Reply(r) = msg else {
-            return;
-        };
-        if r.client != self.id {
-            return;
-        }
-        match r.status {
-            reply::Status::Decided(instance) => {
-                if self.outstanding.remove(&r.seq).is_some() {
-                    self.events.push_back(Committed {
-                        seq: r.seq,
-                        instance,
-                    });
-                }
-            }
-            reply::Status::NotLeader(hint) => {
-                if !self.outstanding.contains_key(&r.seq) {
-                    return;
-                }
-                let n = self.cfg.coordinators.len().max(1);
-                let hinted = hint.and_then(|h| self.cfg.coordinators.iter().position(|&c| c == h));
-                match hinted {
-                    Some(i) if Some(from) != hint => self.target = i,
-                    // No better idea: the next one, at the retry timeout,
-                    // so that an election in progress is not hammered.
-                    _ => {
-                        if self.leader() == Some(from) {
-                            self.target = (self.target + 1) % n;
-                        }
-                        return;
+        match msg {
+            Message::Reply(r) if r.client == self.id => match r.status {
+                reply::Status::Decided(instance) => {
+                    if self.decided(r.seq, instance) {
+                        self.flush(now);
                     }
                 }
-                if let Some(o) = self.outstanding.get_mut(&r.seq) {
-                    o.sent_at = now;
+                reply::Status::NotLeader(hint) => {
+                    if self
+                        .outstanding
+                        .get(&r.seq)
+                        .is_some_and(|o| o.sent_at.is_some())
+                    {
+                        self.not_leader(now, from, hint, &[r.seq]);
+                    }
                 }
-                self.send(r.seq);
+            },
+            Message::Replies(r) if r.client == self.id => {
+                // Only numbers outstanding are looked at: a run's length is
+                // the sender's to choose, the work is ours.
+                let mut seqs = std::mem::take(&mut self.scratch);
+                seqs.clear();
+                match r.status {
+                    replies::Status::Decided => {
+                        for run in r.runs.iter().filter(|r| r.first <= r.last) {
+                            seqs.extend(
+                                self.outstanding
+                                    .range(run.first..=run.last)
+                                    .map(|(&s, _)| s),
+                            );
+                            for &seq in &seqs {
+                                self.decided(seq, run.instance);
+                            }
+                            seqs.clear();
+                        }
+                        // An answer: what queued meanwhile leaves now.
+                        self.flush(now);
+                    }
+                    replies::Status::NotLeader(hint) => {
+                        for run in r.runs.iter().filter(|r| r.first <= r.last) {
+                            seqs.extend(
+                                self.outstanding
+                                    .range(run.first..=run.last)
+                                    .filter(|(_, o)| o.sent_at.is_some())
+                                    .map(|(&s, _)| s),
+                            );
+                        }
+                        if !seqs.is_empty() {
+                            self.not_leader(now, from, hint, &seqs);
+                        }
+                    }
+                }
+                self.scratch = seqs;
             }
+            _ => return,
         }
+        self.prune_timers();
     }
 
     /// The next decided command.
@@ -161,30 +326,179 @@ impl Client {
 
     /// When [`Client::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.outstanding
-            .values()
-            .map(|o| o.sent_at + self.cfg.retry)
-            .min()
+        self.timers.front().map(|&(t, _)| t + self.cfg.retry)
     }
 
     /// Runs the timers due at `now`: unanswered commands go again, to the
     /// next coordinator.
     pub fn handle_timeout(&mut self, now: Time) {
-        let due: Vec<u64> = self
-            .outstanding
-            .iter()
-            .filter(|(_, o)| o.sent_at + self.cfg.retry <= now)
-            .map(|(&s, _)| s)
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        self.target = (self.target + 1) % self.cfg.coordinators.len().max(1);
-        for seq in due {
-            if let Some(o) = self.outstanding.get_mut(&seq) {
-                o.sent_at = now;
+        let mut due = std::mem::take(&mut self.scratch);
+        due.clear();
+        while let Some(&(t, seq)) = self.timers.front() {
+            if t + self.cfg.retry > now {
+                break;
             }
-            self.send(seq);
+            self.timers.pop_front();
+            if let Some(o) = self.outstanding.get_mut(&seq)
+                && o.sent_at == Some(t)
+            {
+                // Marked now, so that a second entry for it is stale.
+                o.sent_at = Some(now);
+                due.push(seq);
+            }
         }
+        let retried = !due.is_empty();
+        if retried {
+            self.target = (self.target + 1) % self.cfg.coordinators.len().max(1);
+            self.send(now, &due);
+        }
+        self.scratch = due;
+        if retried {
+            // Nothing came back in time: what queued goes along, to the
+            // same coordinator, rather than wait for an answer that may be
+            // far off.
+            self.flush(now);
+        }
+        self.prune_timers();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn client(coalesce: bool) -> Client {
+        let mut cfg = ClientConfig::new(vec![NodeId(1), NodeId(2)]);
+        cfg.coalesce = coalesce;
+        cfg.max_request_bytes = 4 * (COMMAND_HEADER_LEN + 2);
+        Client::new(ClientId(9), cfg)
+    }
+
+    fn sent(c: &mut Client) -> Vec<(Dest, Vec<u64>)> {
+        std::iter::from_fn(|| c.poll_transmit())
+            .map(|t| match t.msg {
+                Message::Submit(s) => (t.dest, s.commands.iter().map(|c| c.seq).collect()),
+                Message::Request(r) => (t.dest, vec![r.command.seq]),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn decided(runs: &[(u64, u64, u64)]) -> Message {
+        Message::Replies(replies::Repr {
+            client: ClientId(9),
+            status: replies::Status::Decided,
+            runs: runs
+                .iter()
+                .map(|&(first, last, instance)| replies::Run {
+                    first,
+                    last,
+                    instance,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn the_first_command_leaves_at_once_and_later_ones_wait_for_an_answer() {
+        let mut c = client(true);
+        let t = Time::from_nanos(1_000);
+        assert_eq!(c.submit(t, &b"aa"[..]), 1);
+        assert_eq!(sent(&mut c), vec![(Dest::Node(NodeId(1)), vec![1])]);
+        for _ in 0..5 {
+            c.submit(t, &b"bb"[..]);
+        }
+        assert_eq!(sent(&mut c), vec![], "queued while 1 is in flight");
+        assert_eq!((c.queued(), c.in_flight()), (5, 1));
+        c.handle(t, NodeId(1), decided(&[(1, 1, 0)]));
+        // The answer releases the queue, four commands to a datagram.
+        assert_eq!(
+            sent(&mut c),
+            vec![
+                (Dest::Node(NodeId(1)), vec![2, 3, 4, 5]),
+                (Dest::Node(NodeId(1)), vec![6])
+            ]
+        );
+        assert_eq!(
+            c.poll_event(),
+            Some(Committed {
+                seq: 1,
+                instance: 0
+            })
+        );
+        // A forged run over every number costs only what is outstanding.
+        c.handle(t, NodeId(1), decided(&[(2, 3, 4), (5, u64::MAX, 5)]));
+        let got: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert_eq!(
+            got.iter().map(|e| (e.seq, e.instance)).collect::<Vec<_>>(),
+            vec![(2, 4), (3, 4), (5, 5), (6, 5)]
+        );
+        assert_eq!(c.outstanding(), 1);
+    }
+
+    #[test]
+    fn flush_sends_a_burst_together_and_retries_are_coalesced() {
+        let mut c = client(true);
+        let t = Time::from_nanos(1_000);
+        c.submit(t, &b"aa"[..]);
+        c.submit(t, &b"bb"[..]);
+        c.submit(t, &b"cc"[..]);
+        c.flush(t);
+        assert_eq!(
+            sent(&mut c),
+            vec![
+                (Dest::Node(NodeId(1)), vec![1]),
+                (Dest::Node(NodeId(1)), vec![2, 3])
+            ]
+        );
+        assert_eq!(c.poll_timeout(), Some(t + Duration::from_millis(30)));
+        let later = t + Duration::from_millis(30);
+        c.handle_timeout(later);
+        assert_eq!(sent(&mut c), vec![(Dest::Node(NodeId(2)), vec![1, 2, 3])]);
+        assert_eq!(c.poll_timeout(), Some(later + Duration::from_millis(30)));
+        // Not the leader, hint 1: straight there.
+        c.handle(
+            later,
+            NodeId(2),
+            Message::Replies(replies::Repr {
+                client: ClientId(9),
+                status: replies::Status::NotLeader(Some(NodeId(1))),
+                runs: vec![replies::Run {
+                    first: 2,
+                    last: 3,
+                    instance: 0,
+                }],
+            }),
+        );
+        assert_eq!(sent(&mut c), vec![(Dest::Node(NodeId(1)), vec![2, 3])]);
+    }
+
+    #[test]
+    fn without_coalescing_each_command_is_a_request() {
+        let mut c = client(false);
+        let t = Time::from_nanos(1_000);
+        c.submit(t, &b"aa"[..]);
+        c.submit(t, &b"bb"[..]);
+        let msgs: Vec<_> = std::iter::from_fn(|| c.poll_transmit()).collect();
+        assert_eq!(msgs.len(), 2);
+        assert!(msgs.iter().all(|m| matches!(m.msg, Message::Request(_))));
+        c.handle(
+            t,
+            NodeId(1),
+            Message::Reply(reply::Repr {
+                client: ClientId(9),
+                seq: 2,
+                status: reply::Status::Decided(3),
+            }),
+        );
+        assert_eq!(
+            c.poll_event(),
+            Some(Committed {
+                seq: 2,
+                instance: 3
+            })
+        );
+        assert_eq!(c.outstanding(), 1);
     }
 }

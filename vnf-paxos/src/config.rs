@@ -139,6 +139,17 @@ pub struct ClientConfig {
     /// A request unanswered for this long is sent again, to the next
     /// coordinator.
     pub retry: Duration,
+    /// Coalesce submissions: commands go out many to a `Submit` datagram
+    /// and come back answered many to a `Replies` message. A command
+    /// submitted while none of the client's sent commands awaits an
+    /// answer leaves at once; commands submitted while some do wait for
+    /// the next answer (or [`crate::Client::flush`]) and then leave
+    /// together. False: one `Request` per command, sent at once, answered
+    /// by one `Reply` each (the single-value messages).
+    pub coalesce: bool,
+    /// Most bytes of commands (headers and payloads) in one `Submit`
+    /// datagram; a single command always goes, however large.
+    pub max_request_bytes: usize,
 }
 
 impl ClientConfig {
@@ -147,6 +158,8 @@ impl ClientConfig {
         ClientConfig {
             coordinators,
             retry: Duration::from_millis(30),
+            coalesce: true,
+            max_request_bytes: 1400,
         }
     }
 }

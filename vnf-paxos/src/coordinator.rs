@@ -17,12 +17,34 @@ use crate::dedup::Dedup;
 use crate::learner::decided_pages;
 use crate::transmit::{Dest, Rng, Transmit};
 use crate::votes::Votes;
+use crate::wire::replies::{self, Run, push_run};
 use crate::wire::value::{Entry, entry_len};
 use crate::wire::{Message, accept, admit, fetch, heartbeat, prepare, promise, reply};
 use crate::{AcceptorId, Ballot, ClientId, Command, Instance, NodeId, Time, Value};
 
 /// Most instances one fetch asks for.
 const MAX_FETCH: u64 = 1024;
+/// Payload bytes of a `Replies` message at least (runs per message).
+const REPLY_BYTES: usize = 1200;
+
+/// Whom to answer for a command, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReplyTo {
+    node: NodeId,
+    /// It came in a `Submit`: answered in `Replies` runs, else by a
+    /// `Reply` of its own.
+    runs: bool,
+}
+
+/// Runs of decided commands gathered for one client at one node, sent as
+/// `Replies` when the coordinator is next polled: every command a burst of
+/// input settled is answered in as few messages as possible.
+#[derive(Debug)]
+struct Acks {
+    node: NodeId,
+    client: ClientId,
+    runs: Vec<Run>,
+}
 
 /// What the coordinator has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,7 +135,10 @@ pub struct Coordinator {
     decided_cmds: Dedup,
     queue: VecDeque<Command>,
     /// Commands queued or in flight, with whom to answer.
-    pending: HashMap<(ClientId, u64), Option<NodeId>>,
+    pending: HashMap<(ClientId, u64), Option<ReplyTo>>,
+    /// Answers gathered since the last poll, and where each group is.
+    acks: Vec<Acks>,
+    ack_index: HashMap<(NodeId, ClientId), usize>,
     inflight: BTreeMap<Instance, InFlight>,
     next: Instance,
     fresh: VecDeque<Entry>,
@@ -149,6 +174,8 @@ impl Coordinator {
             decided_cmds: Dedup::default(),
             queue: VecDeque::new(),
             pending: HashMap::new(),
+            acks: Vec::new(),
+            ack_index: HashMap::new(),
             inflight: BTreeMap::new(),
             next: 0,
             fresh: VecDeque::new(),
@@ -251,7 +278,8 @@ impl Coordinator {
             }
             Message::Nack(n) => self.observe(now, n.promised),
             Message::Heartbeat(h) => self.on_heartbeat(now, h),
-            Message::Request(r) => self.on_request(now, from, r.command),
+            Message::Request(r) => self.submit(now, from, r.command),
+            Message::Submit(r) => self.on_submit(now, from, r.commands),
             Message::Fetch(f) => self.serve_fetch(from, f),
             Message::Decided(d) => {
                 for e in d.entries {
@@ -263,7 +291,11 @@ impl Coordinator {
                 self.on_join(from, j.acceptor);
                 self.after_progress(now);
             }
-            Message::Prepare(_) | Message::Accept(_) | Message::Reply(_) | Message::Admit(_) => {}
+            Message::Prepare(_)
+            | Message::Accept(_)
+            | Message::Reply(_)
+            | Message::Replies(_)
+            | Message::Admit(_) => {}
         }
     }
 
@@ -288,17 +320,39 @@ impl Coordinator {
         self.next_heartbeat = Time::MAX;
         self.next_scan = Time::MAX;
         // Queued clients learn the news now rather than at their timeout.
+        let mut refused: Vec<Acks> = Vec::new();
         for c in self.queue.drain(..) {
-            if let Some(Some(node)) = self.pending.get(&(c.client, c.seq)) {
-                self.outbox.push_back(Transmit {
+            match self.pending.get(&(c.client, c.seq)) {
+                Some(Some(ReplyTo { node, runs: false })) => self.outbox.push_back(Transmit {
                     dest: Dest::Node(*node),
                     msg: Message::Reply(reply::Repr {
                         client: c.client,
                         seq: c.seq,
                         status: reply::Status::NotLeader(leader),
                     }),
-                });
+                }),
+                Some(Some(ReplyTo { node, runs: true })) => {
+                    match refused
+                        .iter_mut()
+                        .find(|a| a.node == *node && a.client == c.client)
+                    {
+                        Some(a) => push_run(&mut a.runs, c.seq, 0),
+                        None => refused.push(Acks {
+                            node: *node,
+                            client: c.client,
+                            runs: vec![Run {
+                                first: c.seq,
+                                last: c.seq,
+                                instance: 0,
+                            }],
+                        }),
+                    }
+                }
+                _ => {}
             }
+        }
+        for a in refused {
+            self.send_runs(a, replies::Status::NotLeader(leader));
         }
         self.pending.clear();
         self.election_at = self.election_deadline(now);
@@ -342,32 +396,104 @@ impl Coordinator {
         }
     }
 
-    fn on_request(&mut self, now: Time, from: NodeId, cmd: Command) {
-        let answer = |status| Transmit {
-            dest: Dest::Node(from),
-            msg: Message::Reply(reply::Repr {
-                client: cmd.client,
-                seq: cmd.seq,
-                status,
-            }),
-        };
-        if !self.is_leader() {
-            let t = answer(reply::Status::NotLeader(self.leader_hint));
-            self.outbox.push_back(t);
-            return;
-        }
+    /// A client's command: answered at once when this coordinator does
+    /// not lead or knows it decided, else queued for the next instance
+    /// (unless already queued or in flight). The caller fills the window.
+    fn on_command(&mut self, from: NodeId, cmd: Command, runs: bool) {
+        let to = ReplyTo { node: from, runs };
         if let Some(instance) = self.decided_cmds.get(cmd.client, cmd.seq) {
-            let t = answer(reply::Status::Decided(instance.unwrap_or(Instance::MAX)));
-            self.outbox.push_back(t);
+            self.answer(to, cmd.client, cmd.seq, instance.unwrap_or(Instance::MAX));
             return;
         }
-        if let Some(to) = self.pending.get_mut(&(cmd.client, cmd.seq)) {
-            *to = Some(from);
+        if let Some(t) = self.pending.get_mut(&(cmd.client, cmd.seq)) {
+            *t = Some(to);
             return;
         }
-        self.pending.insert((cmd.client, cmd.seq), Some(from));
+        self.pending.insert((cmd.client, cmd.seq), Some(to));
         self.queue.push_back(cmd);
+    }
+
+    /// Many commands in one datagram: queued together, then the window is
+    /// filled once, so that they share instances.
+    fn on_submit(&mut self, now: Time, from: NodeId, commands: Vec<Command>) {
+        if !self.is_leader() {
+            let mut refused: Vec<Acks> = Vec::new();
+            for c in &commands {
+                match refused.iter_mut().find(|a| a.client == c.client) {
+                    Some(a) => push_run(&mut a.runs, c.seq, 0),
+                    None => refused.push(Acks {
+                        node: from,
+                        client: c.client,
+                        runs: vec![Run {
+                            first: c.seq,
+                            last: c.seq,
+                            instance: 0,
+                        }],
+                    }),
+                }
+            }
+            for a in refused {
+                self.send_runs(a, replies::Status::NotLeader(self.leader_hint));
+            }
+            return;
+        }
+        for c in commands {
+            self.on_command(from, c, true);
+        }
         self.fill_window(now);
+    }
+
+    /// Answers that `(client, seq)` was decided in `instance`: at once by a
+    /// `Reply`, or gathered into the runs sent at the next poll.
+    fn answer(&mut self, to: ReplyTo, client: ClientId, seq: u64, instance: Instance) {
+        if !to.runs {
+            self.outbox.push_back(Transmit {
+                dest: Dest::Node(to.node),
+                msg: Message::Reply(reply::Repr {
+                    client,
+                    seq,
+                    status: reply::Status::Decided(instance),
+                }),
+            });
+            return;
+        }
+        let at = *self.ack_index.entry((to.node, client)).or_insert_with(|| {
+            self.acks.push(Acks {
+                node: to.node,
+                client,
+                runs: Vec::new(),
+            });
+            self.acks.len() - 1
+        });
+        push_run(&mut self.acks[at].runs, seq, instance);
+    }
+
+    /// Sends `a`'s runs with `status`, as many `Replies` as they need.
+    fn send_runs(&mut self, a: Acks, status: replies::Status) {
+        let per = replies::runs_in(self.cfg.max_packet_bytes.max(REPLY_BYTES));
+        let mut runs = a.runs;
+        while runs.len() > per {
+            let rest = runs.split_off(per);
+            self.outbox.push_back(Transmit {
+                dest: Dest::Node(a.node),
+                msg: Message::Replies(replies::Repr {
+                    client: a.client,
+                    status,
+                    runs,
+                }),
+            });
+            runs = rest;
+        }
+        if !runs.is_empty() {
+            self.outbox.push_back(Transmit {
+                dest: Dest::Node(a.node),
+                msg: Message::Replies(replies::Repr {
+                    client: a.client,
+                    status,
+                    runs,
+                }),
+            });
+        }
     }
 
     fn serve_fetch(&mut self, from: NodeId, f: fetch::Repr) {
@@ -384,15 +510,8 @@ impl Coordinator {
         self.counters.commands_decided += value.commands().len() as u64;
         for c in value.commands() {
             self.decided_cmds.insert(c.client, c.seq, instance);
-            if let Some(Some(node)) = self.pending.remove(&(c.client, c.seq)) {
-                self.outbox.push_back(Transmit {
-                    dest: Dest::Node(node),
-                    msg: Message::Reply(reply::Repr {
-                        client: c.client,
-                        seq: c.seq,
-                        status: reply::Status::Decided(instance),
-                    }),
-                });
+            if let Some(Some(to)) = self.pending.remove(&(c.client, c.seq)) {
+                self.answer(to, c.client, c.seq, instance);
             }
         }
         self.inflight.remove(&instance);
@@ -643,13 +762,30 @@ impl Coordinator {
     /// Queues a command as if a client had sent it (for a shell that
     /// embeds clients); `reply_to` gets the reply.
     pub fn submit(&mut self, now: Time, reply_to: NodeId, cmd: Command) {
-        self.on_request(now, reply_to, cmd);
+        if !self.is_leader() {
+            self.outbox.push_back(Transmit {
+                dest: Dest::Node(reply_to),
+                msg: Message::Reply(reply::Repr {
+                    client: cmd.client,
+                    seq: cmd.seq,
+                    status: reply::Status::NotLeader(self.leader_hint),
+                }),
+            });
+            return;
+        }
+        self.on_command(reply_to, cmd, false);
+        self.fill_window(now);
     }
 
     /// The next message to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         if let Some(t) = self.outbox.pop_front() {
             return Some(t);
+        }
+        if let Some(a) = self.acks.pop() {
+            self.ack_index.remove(&(a.node, a.client));
+            self.send_runs(a, replies::Status::Decided);
+            return self.outbox.pop_front();
         }
         let Role::Leader(ballot) = self.role else {
             self.fresh.clear();

@@ -13,10 +13,10 @@
 //!
 //! | role | type | input | output |
 //! | --- | --- | --- | --- |
-//! | coordinator (leader, standby) | [`Coordinator`] | promises, votes, nacks, heartbeats, requests, fetches, joins | prepares, accepts, heartbeats, replies, admits |
+//! | coordinator (leader, standby) | [`Coordinator`] | promises, votes, nacks, heartbeats, requests and submits, fetches, joins | prepares, accepts, heartbeats, replies, admits |
 //! | acceptor (2f + 1, default 3) | [`Acceptor`] | prepares, accepts, fetches, heartbeats, admits | promises, votes, nacks, joins; [`PersistBatch`]es |
 //! | learner | [`Learner`] | votes, decided values, heartbeats, fetches | [`Delivery`] events in instance order; fetches |
-//! | client side | [`Client`] | replies | requests; [`Committed`] events |
+//! | client side | [`Client`] | replies | submits (or requests); [`Committed`] events |
 //!
 //! The shell maps [`NodeId`]s and [`Dest`]s to addresses: `Acceptors` is
 //! every acceptor slot, `Learners` every learner *and* every coordinator
@@ -82,10 +82,29 @@
 //! **Clients** number their commands 1, 2, 3…, send them to the coordinator
 //! they believe leads, follow `NotLeader` hints, and after `retry` (30 ms)
 //! without an answer send them again to the next coordinator. The leader
-//! answers `Decided(instance)` once it learns the command decided; it does
+//! answers once it learns a command decided, naming the instance; it does
 //! not propose a command already decided or already in flight. The client
 //! library pairs a [`Client`] with a [`Learner`] for the stream of decided
 //! values.
+//!
+//! Commands travel **many to a datagram** both ways. A `Submit` carries
+//! any number of commands (each with its own client and sequence number,
+//! deduplicated one by one exactly as a single `Request` is), and the
+//! leader queues them together and fills the window once, so they share
+//! instances. Answers are **cumulative**: the leader gathers the commands
+//! it learns decided while it handles a burst of input and, when polled,
+//! sends each client one `Replies` message of runs `(first, last,
+//! instance)`: consecutive sequence numbers decided in one instance are one
+//! run, so a client's batch is answered in 24 bytes. Clients coalesce in
+//! the manner of Nagle's algorithm ([`Client`]): a command submitted while
+//! none of the client's sent commands awaits an answer leaves at once,
+//! alone (no latency added at low load); commands submitted meanwhile
+//! queue and leave together when the next answer arrives, or at once when
+//! the caller hands over a burst and flushes it. Under load one datagram
+//! thus goes each way per answer rather than per command. The single-value
+//! `Request`/`Reply` pair is still served (a client with
+//! [`ClientConfig::coalesce`] off uses it), and the leader answers each
+//! command in the form it came in.
 //!
 //! # Acceptor durability
 //!
@@ -149,10 +168,22 @@
 //!   a command is delivered at most once (integrity).
 //! * Every instance below an acceptor's trim point is decided.
 //! * A learner delivers instance *i* only after every instance below *i*.
+//! * A coordinator tells a client a command is decided (a `Reply`, or a
+//!   `Replies` run that names it) only after it learned an instance whose
+//!   value holds the command decided, and names that instance (or
+//!   `u64::MAX` when it no longer remembers which); a run names only
+//!   commands of its client, each decided in the run's instance, and says
+//!   nothing of the numbers between runs. A client forgets a command once
+//!   told it is decided and retries every other one, so each command is
+//!   reported decided to its client at most once and, while a leader can
+//!   be elected, eventually.
 //!
 //! The simulations check agreement, validity, integrity and (after the
 //! faults stop) liveness over thousands of seeds with loss, duplication,
-//! reordering, partitions and crashes, for both durabilities.
+//! reordering, partitions and crashes, for both durabilities, with clients
+//! that submit in bursts through `Submit`/`Replies` (and one through the
+//! single-value messages); they also check that every command a client is
+//! told decided is told so once, in an instance that holds it.
 //!
 //! # Limits
 //!
@@ -213,6 +244,8 @@
 //! | 10 | Decided | 8 + entries | learner, coordinator → fetcher |
 //! | 11 | Join | 8 | new acceptor identity → coordinators |
 //! | 12 | Admit | 24 | leader → new acceptor identity |
+//! | 13 | Submit | 4 + commands | client → coordinator |
+//! | 14 | Replies | 16 + 24 × runs | coordinator → client |
 //!
 //! ## Values and entries
 //!
@@ -329,6 +362,29 @@
 //! | 0 | 8 | ballot |
 //! | 8 | 8 | trim point |
 //! | 16 | 8 | acceptor id |
+//!
+//! ## Submit (13)
+//!
+//! The layout of a value (at least one command): several commands, each
+//! with its own client id and sequence number.
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 2 | command count (≥ 1) |
+//! | 2 | 2 | reserved |
+//! | 4 | … | commands: client id (8), sequence number (8), payload length (2), payload |
+//!
+//! ## Replies (14)
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | client id |
+//! | 8 | 1 | status: 0 decided, 1 not the leader |
+//! | 9 | 1 | flags: bit 0 leader hint present |
+//! | 10 | 2 | leader hint (node id) |
+//! | 12 | 2 | run count *n* |
+//! | 14 | 2 | reserved |
+//! | 16 | 24 × *n* | runs: first sequence number (8), last (8, inclusive, not below the first), instance (8; status 0 only, `u64::MAX`: not remembered) |
 
 mod acceptor;
 mod client;

@@ -5,7 +5,8 @@
 //! coordinators (a leader and a standby), three acceptors and two learners
 //! run `vnf-paxos` on AF_XDP (or kernel UDP), each in its own namespace; a
 //! client host runs libnfvinc's `Consensus` (submitting from four threads,
-//! and learning). Scenarios, each under load:
+//! one of them in bursts of four, and learning; the handle coalesces its
+//! values into multi-value submits). Scenarios, each under load:
 //!
 //! * write-ahead log: kill one acceptor → decisions continue; kill the
 //!   leader → the standby takes over and decisions continue; kill a second
@@ -312,18 +313,24 @@ impl Load {
             threads.push(std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let seq = h.submit(format!("t{t}-{n}").as_bytes()).unwrap();
-                    n += 1;
-                    // Waits out outages: the handle keeps retrying.
-                    loop {
-                        match h.wait(seq, Duration::from_millis(100)) {
-                            Ok(_) => {
-                                committed.fetch_add(1, Ordering::Relaxed);
-                                seqs.lock().unwrap().push(seq);
-                                break;
+                    // Thread 0 hands over bursts of four (they leave
+                    // together); the others one value at a time.
+                    let burst: Vec<String> = (0..if t == 0 { 4 } else { 1 })
+                        .map(|k| format!("t{t}-{}", n + k))
+                        .collect();
+                    n += burst.len() as u64;
+                    for seq in h.submit_all(&burst).unwrap() {
+                        // Waits out outages: the handle keeps retrying.
+                        loop {
+                            match h.wait(seq, Duration::from_millis(100)) {
+                                Ok(_) => {
+                                    committed.fetch_add(1, Ordering::Relaxed);
+                                    seqs.lock().unwrap().push(seq);
+                                    break;
+                                }
+                                Err(_) if stop.load(Ordering::Relaxed) => return,
+                                Err(_) => {}
                             }
-                            Err(_) if stop.load(Ordering::Relaxed) => return,
-                            Err(_) => {}
                         }
                     }
                 }

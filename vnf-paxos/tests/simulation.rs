@@ -23,10 +23,13 @@ fn run_seeds(name: &str, first: u64, count: u64, make: impl Fn(u64) -> Scenario)
     };
     let mut messages = 0;
     let mut admissions = 0;
+    let (mut multi_submits, mut multi_replies) = (0, 0);
     for seed in range {
         let out = Sim::new(seed, make(seed)).run();
         messages += out.messages;
         admissions += out.admissions;
+        multi_submits += out.multi_submits;
+        multi_replies += out.multi_replies;
         if let Err(e) = out.check(true) {
             panic!(
                 "{name}: seed {seed} failed (replay with NFVINC_SIM_SEED={seed}): {e}\n{}",
@@ -34,7 +37,16 @@ fn run_seeds(name: &str, first: u64, count: u64, make: impl Fn(u64) -> Scenario)
             );
         }
     }
-    eprintln!("{name}: {messages} messages delivered, {admissions} admissions");
+    eprintln!(
+        "{name}: {messages} messages delivered, {admissions} admissions, \
+         {multi_submits} multi-command submits, {multi_replies} multi-command replies"
+    );
+    if only.is_none() && count >= 20 {
+        assert!(
+            multi_submits > 0 && multi_replies > 0,
+            "{name}: coalescing never exercised"
+        );
+    }
     if only.is_none() && name.starts_with("memory") && count >= 20 {
         assert!(admissions > 0, "{name}: restarts never exercised admission");
     }
@@ -92,5 +104,10 @@ fn a_calm_network_decides_everything_quickly() {
         out.check(true)
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert!(out.end < 400 * MS, "seed {seed} took until {}", out.end);
+        let (wrong, which) = out.reply_mismatches();
+        assert_eq!(
+            wrong, 0,
+            "seed {seed}: replies named other instances:{which}"
+        );
     }
 }

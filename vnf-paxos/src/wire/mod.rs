@@ -28,8 +28,10 @@ pub mod join;
 pub mod nack;
 pub mod prepare;
 pub mod promise;
+pub mod replies;
 pub mod reply;
 pub mod request;
+pub mod submit;
 pub mod value;
 
 use dataplane::wire::WireError;
@@ -102,6 +104,10 @@ pub enum MsgType {
     Join = 11,
     /// A leader admits an acceptor ([`admit`]).
     Admit = 12,
+    /// A client's commands, many per datagram ([`submit`]).
+    Submit = 13,
+    /// The answer to many of a client's commands ([`replies`]).
+    Replies = 14,
 }
 
 impl TryFrom<u8> for MsgType {
@@ -121,6 +127,8 @@ impl TryFrom<u8> for MsgType {
             10 => MsgType::Decided,
             11 => MsgType::Join,
             12 => MsgType::Admit,
+            13 => MsgType::Submit,
+            14 => MsgType::Replies,
             other => return Err(MsgError::UnknownType(other)),
         })
     }
@@ -185,6 +193,10 @@ pub enum Message {
     Join(join::Repr),
     /// A leader admits an acceptor.
     Admit(admit::Repr),
+    /// A client's commands, many per datagram.
+    Submit(submit::Repr),
+    /// The answer to many of a client's commands.
+    Replies(replies::Repr),
 }
 
 impl Message {
@@ -223,6 +235,12 @@ impl Message {
             MsgType::Admit => {
                 Message::Admit(admit::Repr::parse(&admit::Packet::new_checked(payload)?))
             }
+            MsgType::Submit => {
+                Message::Submit(submit::Repr::parse(&submit::Packet::new_checked(payload)?)?)
+            }
+            MsgType::Replies => Message::Replies(replies::Repr::parse(
+                &replies::Packet::new_checked(payload)?,
+            )?),
         })
     }
 
@@ -252,6 +270,8 @@ impl Message {
             Message::Decided(_) => MsgType::Decided,
             Message::Join(_) => MsgType::Join,
             Message::Admit(_) => MsgType::Admit,
+            Message::Submit(_) => MsgType::Submit,
+            Message::Replies(_) => MsgType::Replies,
         }
     }
 
@@ -270,6 +290,8 @@ impl Message {
             Message::Decided(r) => r.buffer_len(),
             Message::Join(_) => join::LEN,
             Message::Admit(_) => admit::LEN,
+            Message::Submit(r) => r.buffer_len(),
+            Message::Replies(r) => r.buffer_len(),
         }
     }
 
@@ -289,6 +311,8 @@ impl Message {
             Message::Decided(r) => r.emit(&mut decided::Packet::new_unchecked(b))?,
             Message::Join(r) => r.emit(&mut join::Packet::new_unchecked(b))?,
             Message::Admit(r) => r.emit(&mut admit::Packet::new_unchecked(b))?,
+            Message::Submit(r) => r.emit(&mut submit::Packet::new_unchecked(b))?,
+            Message::Replies(r) => r.emit(&mut replies::Packet::new_unchecked(b))?,
         }
         Ok(self.payload_len())
     }
@@ -390,6 +414,18 @@ mod tests {
                 trim: 12,
                 acceptor: a,
             }),
+            Message::Submit(submit::Repr {
+                commands: value().commands().to_vec(),
+            }),
+            Message::Replies(replies::Repr {
+                client: ClientId(5),
+                status: replies::Status::Decided,
+                runs: vec![replies::Run {
+                    first: 3,
+                    last: 9,
+                    instance: 4,
+                }],
+            }),
         ]
     }
 
@@ -431,8 +467,8 @@ mod tests {
             Err(MsgError::WrongService(Service::Fd))
         );
         assert_eq!(Message::parse(0, &buf), Err(MsgError::UnknownType(0)));
-        assert_eq!(Message::parse(13, &buf), Err(MsgError::UnknownType(13)));
-        for v in 1..=12u8 {
+        assert_eq!(Message::parse(15, &buf), Err(MsgError::UnknownType(15)));
+        for v in 1..=14u8 {
             assert_eq!(u8::from(MsgType::try_from(v).unwrap()), v);
         }
     }

@@ -70,6 +70,13 @@ pub fn scan_value(b: &[u8]) -> Result<usize, MsgError> {
 
 /// Reads a value at the front of `b`; returns it and the bytes it took.
 pub fn parse_value(b: &[u8]) -> Result<(Value, usize), MsgError> {
+    let (commands, n) = parse_commands(b)?;
+    Ok((Value::batch(commands), n))
+}
+
+/// Reads the commands of a value (or of a [`super::submit`]) at the front
+/// of `b`; returns them and the bytes they took.
+pub fn parse_commands(b: &[u8]) -> Result<(Vec<Command>, usize), MsgError> {
     check_len("value", VALUE_HEADER_LEN, b.len())?;
     let count = usize::from(get_u16(b, 0..2));
     let mut at = VALUE_HEADER_LEN;
@@ -88,20 +95,26 @@ pub fn parse_value(b: &[u8]) -> Result<(Value, usize), MsgError> {
         });
         at = end;
     }
-    Ok((Value::batch(commands), at))
+    Ok((commands, at))
 }
 
 /// Writes `v` at the front of `b`; returns the bytes it took.
 pub fn emit_value(v: &Value, b: &mut [u8]) -> Result<usize, MsgError> {
-    let len = v.wire_len();
+    emit_value_of(v.commands(), b)
+}
+
+/// Writes `commands` in a value's layout at the front of `b`; returns the
+/// bytes they took.
+pub fn emit_value_of(commands: &[Command], b: &mut [u8]) -> Result<usize, MsgError> {
+    let len = VALUE_HEADER_LEN + commands.iter().map(Command::wire_len).sum::<usize>();
     check_room("value", len, b.len())?;
-    let count = u16::try_from(v.commands().len()).map_err(|_| MsgError::TooMany {
+    let count = u16::try_from(commands.len()).map_err(|_| MsgError::TooMany {
         what: "commands in a value",
     })?;
     b[0..2].copy_from_slice(&count.to_be_bytes());
     b[2..4].fill(0);
     let mut at = VALUE_HEADER_LEN;
-    for c in v.commands() {
+    for c in commands {
         let plen = u16::try_from(c.payload.len()).map_err(|_| MsgError::TooMany {
             what: "payload bytes",
         })?;

@@ -4,11 +4,17 @@
 //! loses, duplicates, delays and reorders them, with partitions and
 //! crashes. Time is a number; every random choice comes from one
 //! SplitMix64, so a seed names one run exactly.
+//!
+//! Clients submit in bursts of one to five commands at one instant; most
+//! coalesce (many commands per `Submit`, answered by `Replies` runs), some
+//! bursts flushed at once and some left to wait for an answer, and one
+//! client per run uses the single-value `Request`/`Reply` messages.
 
 #![allow(dead_code)]
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use vnf_paxos::wire::Message;
@@ -107,6 +113,9 @@ pub struct Scenario {
     pub settle: u64,
     pub faults: Faults,
     pub batching: bool,
+    /// Clients (the first ones) that send one `Request` per command
+    /// instead of coalescing.
+    pub legacy_clients: u16,
 }
 
 impl Scenario {
@@ -122,6 +131,7 @@ impl Scenario {
             settle: 4_000 * MS,
             faults: Faults::all(),
             batching: true,
+            legacy_clients: 1,
         }
     }
 }
@@ -149,10 +159,14 @@ struct CoordNode {
 
 pub struct ClientNode {
     pub client: Client,
-    /// Submission times still to come.
-    pub schedule: Vec<u64>,
+    /// Bursts still to come: time, commands, whether flushed at once;
+    /// latest first.
+    pub schedule: Vec<(u64, u64, bool)>,
     pub submitted: BTreeMap<u64, Arc<[u8]>>,
-    pub committed: HashSet<u64>,
+    /// The instance each command was reported decided in.
+    pub committed: HashMap<u64, u64>,
+    /// Commands reported decided more than once.
+    pub recommitted: u64,
 }
 
 /// The outcome of a run, for the checks.
@@ -164,6 +178,10 @@ pub struct Outcome {
     pub end: u64,
     pub messages: u64,
     pub admissions: u64,
+    /// `Submit`s delivered that carried several commands.
+    pub multi_submits: u64,
+    /// `Replies` delivered that answered several commands.
+    pub multi_replies: u64,
 }
 
 /// A frame in flight: arrival time, a tie-breaker, sender, receiver, bytes.
@@ -184,6 +202,8 @@ pub struct Sim {
     isolated: HashMap<u16, u64>,
     next_fault: u64,
     messages: u64,
+    multi_submits: u64,
+    multi_replies: u64,
     buf: Vec<u8>,
 }
 
@@ -245,18 +265,24 @@ impl Sim {
             .collect();
         let clients = (0..sc.clients)
             .map(|k| {
-                let mut schedule: Vec<u64> = (0..sc.commands_per_client)
-                    .map(|_| rng.below(sc.fault_end.max(1)))
-                    .collect();
+                let mut schedule = Vec::new();
+                let mut left = sc.commands_per_client;
+                while left > 0 {
+                    let n = rng.between(1, 5).min(left);
+                    left -= n;
+                    schedule.push((rng.below(sc.fault_end.max(1)), n, rng.chance(500)));
+                }
                 schedule.sort_unstable_by(|a, b| b.cmp(a));
+                let mut cfg = ClientConfig::new(coordinator_ids.clone());
+                cfg.coalesce = k >= sc.legacy_clients;
+                // Small datagrams, so that bursts also split across them.
+                cfg.max_request_bytes = 100;
                 ClientNode {
-                    client: Client::new(
-                        ClientId(0xc1_0000 + u64::from(k)),
-                        ClientConfig::new(coordinator_ids.clone()),
-                    ),
+                    client: Client::new(ClientId(0xc1_0000 + u64::from(k)), cfg),
                     schedule,
                     submitted: BTreeMap::new(),
-                    committed: HashSet::new(),
+                    committed: HashMap::new(),
+                    recommitted: 0,
                 }
             })
             .collect();
@@ -284,6 +310,8 @@ impl Sim {
             isolated: HashMap::new(),
             next_fault,
             messages: 0,
+            multi_submits: 0,
+            multi_replies: 0,
             buf: vec![0u8; 65_536],
             sc,
         }
@@ -377,7 +405,9 @@ impl Sim {
             CLIENT_BASE.. => {
                 let c = &mut self.clients[usize::from(id - CLIENT_BASE)];
                 while let Some(e) = c.client.poll_event() {
-                    c.committed.insert(e.seq);
+                    if c.committed.insert(e.seq, e.instance).is_some() {
+                        c.recommitted += 1;
+                    }
                 }
                 while let Some(t) = c.client.poll_transmit() {
                     out.push(t);
@@ -399,6 +429,13 @@ impl Sim {
     fn deliver(&mut self, from: u16, to: u16, bytes: &[u8]) {
         self.messages += 1;
         let (_, msg) = Message::parse_nfv(bytes).expect("frames we emitted parse");
+        match &msg {
+            Message::Submit(s) if s.commands.len() > 1 => self.multi_submits += 1,
+            Message::Replies(r) if r.runs.iter().map(|r| r.last - r.first + 1).sum::<u64>() > 1 => {
+                self.multi_replies += 1
+            }
+            _ => {}
+        }
         let now = Time::from_nanos(self.now);
         let from = NodeId(from);
         match to {
@@ -579,14 +616,19 @@ impl Sim {
         for k in 0..self.clients.len() {
             let now = self.now;
             let c = &mut self.clients[k];
-            while c.schedule.last().is_some_and(|&t| t <= now) {
-                c.schedule.pop();
-                let seq = c.client.next_seq();
-                let payload: Arc<[u8]> =
-                    Arc::from(format!("c{k}-s{seq}-{}", now % 1000).into_bytes());
-                let got = c.client.submit(Time::from_nanos(now), payload.clone());
-                assert_eq!(got, seq);
-                c.submitted.insert(seq, payload);
+            while c.schedule.last().is_some_and(|&(t, ..)| t <= now) {
+                let (_, n, flush) = c.schedule.pop().expect("peeked");
+                for _ in 0..n {
+                    let seq = c.client.next_seq();
+                    let payload: Arc<[u8]> =
+                        Arc::from(format!("c{k}-s{seq}-{}", now % 1000).into_bytes());
+                    let got = c.client.submit(Time::from_nanos(now), payload.clone());
+                    assert_eq!(got, seq);
+                    c.submitted.insert(seq, payload);
+                }
+                if flush {
+                    c.client.flush(Time::from_nanos(now));
+                }
             }
             self.drain(CLIENT_BASE + k as u16);
         }
@@ -643,7 +685,7 @@ impl Sim {
                 }
             }
             for c in &self.clients {
-                if let Some(&at) = c.schedule.last() {
+                if let Some(&(at, ..)) = c.schedule.last() {
                     t = t.min(at);
                 }
             }
@@ -721,6 +763,8 @@ impl Sim {
             clients: self.clients,
             end: self.now,
             messages: self.messages,
+            multi_submits: self.multi_submits,
+            multi_replies: self.multi_replies,
         }
     }
 }
@@ -780,6 +824,37 @@ impl Outcome {
                 }
             }
         }
+        // Replies: each command reported decided once, in an instance that
+        // holds it (the first copy in the log is the one delivered; the
+        // answer may name a later copy, or none when forgotten).
+        let delivered: HashMap<(u64, u64), u64> = longest
+            .iter()
+            .flat_map(|x| x.commands.iter().map(|c| ((c.client.0, c.seq), x.instance)))
+            .collect();
+        for (k, c) in self.clients.iter().enumerate() {
+            if c.recommitted > 0 {
+                return Err(format!(
+                    "replies: client {k} saw {} commands decided twice",
+                    c.recommitted
+                ));
+            }
+            for (&seq, &instance) in &c.committed {
+                if !c.submitted.contains_key(&seq) {
+                    return Err(format!(
+                        "replies: client {k} told {seq} decided, never sent"
+                    ));
+                }
+                let id = 0xc1_0000 + k as u64;
+                if let Some(&at) = delivered.get(&(id, seq))
+                    && instance != u64::MAX
+                    && instance < at
+                {
+                    return Err(format!(
+                        "replies: client {k} told {seq} decided in {instance}, delivered in {at}"
+                    ));
+                }
+            }
+        }
         if live {
             for (k, c) in self.clients.iter().enumerate() {
                 if c.committed.len() != c.submitted.len() {
@@ -792,6 +867,37 @@ impl Outcome {
             }
         }
         Ok(())
+    }
+}
+
+impl Outcome {
+    /// Commands whose reply named another instance than the one learners
+    /// delivered them in (a retried command decided twice, or forgotten):
+    /// none in a calm run. Lists the first few.
+    pub fn reply_mismatches(&self) -> (usize, String) {
+        let longest = self
+            .deliveries
+            .iter()
+            .max_by_key(|d| d.len())
+            .expect("learners");
+        let delivered: HashMap<(u64, u64), u64> = longest
+            .iter()
+            .flat_map(|x| x.commands.iter().map(|c| ((c.client.0, c.seq), x.instance)))
+            .collect();
+        let mut n = 0;
+        let mut list = String::new();
+        for (k, c) in self.clients.iter().enumerate() {
+            for (&seq, &instance) in &c.committed {
+                let at = delivered.get(&(0xc1_0000 + k as u64, seq));
+                if at != Some(&instance) {
+                    n += 1;
+                    if n <= 5 {
+                        let _ = write!(list, " client {k} seq {seq}: {instance} vs {at:?};");
+                    }
+                }
+            }
+        }
+        (n, list)
     }
 }
 
