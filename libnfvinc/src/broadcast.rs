@@ -11,6 +11,13 @@
 //! Sends block, up to a timeout, while 64 of the member's messages are not
 //! yet delivered back to it: that is the service's back-pressure.
 //!
+//! With credentials ([`BroadcastConfig::auth`]; [`Broadcast::join_instance`]
+//! takes them from the answer that created the instance) every frame the
+//! member sends is tagged under the group's key, and every frame it
+//! receives, from the sequencer or from a peer, is checked before the core
+//! sees it: what fails is dropped and counted ([`Broadcast::refused`]).
+//! `nfvinc serve` runs its sequencers so, and then drops untagged frames.
+//!
 //! When the sequencer sends group frames to an IP multicast group
 //! ([`BroadcastConfig::multicast`]), the handle also joins that group on a
 //! second socket and receives from both.
@@ -36,6 +43,8 @@ use dataplane::time::Time;
 use vnf_sequencer::{
     Dest, Event, Member, MemberConfig, MemberCounters, Mode, ProcessId, SendError, Transmit,
 };
+
+use crate::direct::{self, DirectAuth};
 
 /// Deliveries queued for the application before the oldest are dropped.
 pub const MAX_QUEUED: usize = 1 << 20;
@@ -93,6 +102,10 @@ pub struct BroadcastConfig {
     /// `bind`'s address; `None` when the sequencer sends every member its
     /// own copy.
     pub multicast: Option<SocketAddrV4>,
+    /// The direct channel's credentials (the group's session and key):
+    /// frames sent are tagged under the key, frames received are checked.
+    /// `None` for a sequencer run without authentication.
+    pub auth: Option<DirectAuth>,
 }
 
 impl BroadcastConfig {
@@ -107,6 +120,7 @@ impl BroadcastConfig {
             peers: Vec::new(),
             bind,
             multicast: None,
+            auth: None,
         }
     }
 }
@@ -154,6 +168,8 @@ struct State {
     waiters: u32,
     /// Frames being written for one `sendmmsg`.
     out: Vec<Vec<u8>>,
+    /// Frames received that were not tagged under the group's key.
+    refused: u64,
     error: Option<String>,
 }
 
@@ -165,6 +181,7 @@ struct Shared {
     mcast: Option<UdpSocket>,
     sequencer: SocketAddrV4,
     peers: HashMap<ProcessId, SocketAddrV4>,
+    auth: Option<DirectAuth>,
     stop: AtomicBool,
 }
 
@@ -200,6 +217,9 @@ impl Shared {
                 let Some(Transmit { dest, len }) = member.poll_transmit(now, &mut out[n]) else {
                     break;
                 };
+                if let Some(frame) = out[n].get_mut(..len) {
+                    direct::seal(self.auth.as_ref(), frame);
+                }
                 to[n] = match dest {
                     Dest::Process(p) => self.peers.get(&p).copied().unwrap_or(self.sequencer),
                     // Members never address the group; the sequencer does.
@@ -488,6 +508,7 @@ impl Broadcast {
                 out: (0..DRAIN)
                     .map(|_| vec![0; cfg.member.max_frame.max(64)])
                     .collect(),
+                refused: 0,
                 error: None,
             }),
             changed: Condvar::new(),
@@ -495,6 +516,7 @@ impl Broadcast {
             mcast,
             sequencer: cfg.sequencer,
             peers: cfg.peers.iter().copied().collect(),
+            auth: cfg.auth,
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -661,6 +683,12 @@ impl Broadcast {
         self.shared.state.lock().map_or(0, |st| st.lagged)
     }
 
+    /// Frames received and dropped because they were not tagged under the
+    /// group's key (with [`BroadcastConfig::auth`]; 0 without).
+    pub fn refused(&self) -> u64 {
+        self.shared.state.lock().map_or(0, |st| st.refused)
+    }
+
     /// The largest payload [`Broadcast::send`] takes.
     pub fn max_payload(&self) -> usize {
         self.shared
@@ -714,6 +742,12 @@ fn run(shared: &Shared) {
         };
         let now = Time::monotonic_now();
         for (b, &len) in bufs.iter().zip(&lens[..n]) {
+            if !direct::genuine(shared.auth.as_ref(), &b[..len]) {
+                // Not the group's: it must not count as a stamp, a repair
+                // or a NACK to answer.
+                st.refused += 1;
+                continue;
+            }
             // Malformed datagrams change nothing.
             let _ = st.member.handle(now, &b[..len]);
         }
@@ -733,6 +767,7 @@ fn run(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataplane::auth::{AuthPolicy, SessionKey, Sessions};
     use std::net::Ipv4Addr;
     use vnf_sequencer::{Sequencer, SequencerConfig};
 
@@ -740,13 +775,23 @@ mod tests {
     const SEQ: ProcessId = ProcessId(100);
 
     /// A sequencer core on a loopback socket, sending group frames to every
-    /// member address in turn, until `stop`.
+    /// member address in turn, until `stop`; with `key`, it takes only
+    /// frames tagged under it and tags its own, as `vnf-sequencer --auth
+    /// required` does.
     fn sequencer(
         socket: UdpSocket,
         members: Vec<(ProcessId, SocketAddr)>,
         stop: Arc<AtomicBool>,
+        key: Option<SessionKey>,
     ) -> JoinHandle<()> {
         std::thread::spawn(move || {
+            let mut sessions = Sessions::new(match key {
+                Some(_) => AuthPolicy::Required,
+                None => AuthPolicy::Off,
+            });
+            if let Some(k) = key {
+                sessions.insert(GROUP, k);
+            }
             let ids: Vec<ProcessId> = members.iter().map(|m| m.0).collect();
             let mut s = Sequencer::new(
                 SequencerConfig::new(SEQ, GROUP),
@@ -758,7 +803,9 @@ mod tests {
                 .unwrap();
             let (mut buf, mut out) = (vec![0u8; 2048], vec![0u8; 2048]);
             while !stop.load(Ordering::Relaxed) {
-                if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                if let Ok((n, _)) = socket.recv_from(&mut buf)
+                    && sessions.admit(&buf[..n]).is_ok()
+                {
                     let _ = s.handle(Time::monotonic_now(), &buf[..n]);
                 }
                 let now = Time::monotonic_now();
@@ -766,6 +813,7 @@ mod tests {
                     s.handle_timeout(now);
                 }
                 while let Some(t) = s.poll_transmit(now, &mut out) {
+                    sessions.sign(&mut out[..t.len]);
                     for (id, addr) in &members {
                         if t.dest == Dest::Group || t.dest == Dest::Process(*id) {
                             let _ = socket.send_to(&out[..t.len], addr);
@@ -798,7 +846,7 @@ mod tests {
             (ProcessId(2), b.local_addr().unwrap()),
         ];
         let stop = Arc::new(AtomicBool::new(false));
-        let seq = sequencer(seq_socket, members, stop.clone());
+        let seq = sequencer(seq_socket, members, stop.clone(), None);
         const N: u64 = 300;
         let t = Duration::from_secs(5);
         for i in 0..N {
@@ -833,6 +881,84 @@ mod tests {
             Err(BroadcastError::TooLarge { .. })
         ));
     }
+
+    /// A group frame stamping `payload` as the group's first message, as
+    /// a sequencer other than the group's would send it.
+    fn rogue_batch(payload: &[u8]) -> Vec<u8> {
+        let now = Time::monotonic_now();
+        let mut m = Member::new(MemberConfig::new(ProcessId(7), GROUP), SEQ, 1, &[]);
+        m.send(Mode::Atomic, payload).unwrap();
+        let mut data = vec![0u8; 2048];
+        let t = m.poll_transmit(now, &mut data).unwrap();
+        let mut s = Sequencer::new(SequencerConfig::new(SEQ, GROUP), &[ProcessId(2)], now);
+        s.handle(now, &data[..t.len]).unwrap();
+        let mut out = vec![0u8; 2048];
+        let t = s.poll_transmit(now, &mut out).unwrap();
+        out.truncate(t.len);
+        out
+    }
+
+    #[test]
+    fn with_credentials_members_tag_what_they_send_and_drop_what_is_not_tagged() {
+        let key = SessionKey::from_bytes([4; 32]);
+        let auth = DirectAuth {
+            session: GROUP,
+            key: key.clone(),
+        };
+        let seq_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(seq_addr) = seq_socket.local_addr().unwrap() else {
+            unreachable!("bound to IPv4")
+        };
+        let join = |id: u64| {
+            let mut cfg = BroadcastConfig::new(
+                ProcessId(id),
+                GROUP,
+                seq_addr,
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            );
+            cfg.sequencer_id = SEQ;
+            cfg.auth = Some(auth.clone());
+            Broadcast::join(cfg).unwrap()
+        };
+        let (a, b) = (join(1), join(2));
+        // Frames stamping a message as the group's first, untagged and
+        // tagged under another key, straight to member 2: dropped.
+        let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = b.local_addr().unwrap();
+        attacker.send_to(&rogue_batch(b"forged"), to).unwrap();
+        let mut forged = rogue_batch(b"forged");
+        SessionKey::from_bytes([5; 32]).sign(&mut forged).unwrap();
+        attacker.send_to(&forged, to).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b.refused() < 2 {
+            assert!(Instant::now() < deadline, "refused {}", b.refused());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(b.recv(Duration::from_millis(50)).unwrap(), None);
+
+        // The group's sequencer takes only tagged frames: members' sends
+        // go through, and its tagged batches are delivered.
+        let members = vec![
+            (ProcessId(1), a.local_addr().unwrap()),
+            (ProcessId(2), b.local_addr().unwrap()),
+        ];
+        let stop = Arc::new(AtomicBool::new(false));
+        let seq = sequencer(seq_socket, members, stop.clone(), Some(key));
+        let t = Duration::from_secs(5);
+        a.send(Mode::Atomic, b"hello", t).unwrap();
+        for m in [&a, &b] {
+            match m.recv(t).unwrap() {
+                Some(Received::Message(d)) => {
+                    assert_eq!((d.seq, &d.payload[..]), (1, &b"hello"[..]));
+                }
+                other => panic!("member {:?}: {other:?}", m.id()),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        seq.join().unwrap();
+        assert_eq!(a.refused(), 0);
+        assert_eq!(b.refused(), 2);
+    }
 }
 
 /// Why joining or using a sequencer instance of `nfvinc serve` failed.
@@ -853,7 +979,9 @@ impl BroadcastConfig {
     /// Member `id` of the group of sequencer instance `inst` (as
     /// `nfvinc serve` describes it), bound to the address the instance
     /// reaches this host at, in epoch 1 ([`Broadcast::join_instance`] reads
-    /// the group's current one).
+    /// the group's current one), with the channel's credentials when `inst`
+    /// is the answer that created the instance (the only one that carries
+    /// them).
     pub fn for_instance(
         inst: &crate::rest::Instance,
         id: ProcessId,
@@ -867,7 +995,9 @@ impl BroadcastConfig {
             .first()
             .copied()
             .ok_or_else(|| crate::rest::Error::Decode("no sequencer endpoint".into()))?;
-        Ok(BroadcastConfig::new(id, group, sequencer, d.client_bind()?))
+        let mut cfg = BroadcastConfig::new(id, group, sequencer, d.client_bind()?);
+        cfg.auth = direct::of_endpoint(d)?;
+        Ok(cfg)
     }
 }
 

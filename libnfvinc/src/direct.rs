@@ -10,7 +10,7 @@
 use dataplane::auth::{AuthError, SessionKey};
 
 /// A direct channel's credentials.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectAuth {
     /// The session id carried in every message's header.
     pub session: u64,
@@ -37,6 +37,16 @@ impl DirectAuth {
             _ => None,
         }
     }
+}
+
+/// [`DirectAuth::of`] as the REST client's error: none when the endpoint
+/// carries no credentials, a decoding error when its key is malformed.
+pub(crate) fn of_endpoint(
+    endpoint: &crate::rest::DirectEndpoint,
+) -> Result<Option<DirectAuth>, crate::rest::Error> {
+    DirectAuth::of(endpoint)
+        .transpose()
+        .map_err(|e| crate::rest::Error::Decode(format!("direct-channel key: {e}")))
 }
 
 /// Tags `message` (a whole NFVinc message) when there are credentials.
