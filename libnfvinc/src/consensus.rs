@@ -25,6 +25,14 @@
 //! handed over at once ([`Consensus::submit_all`]) leaves together
 //! straight away. So a lightly loaded handle adds no latency, and a loaded
 //! one sends a datagram per answer rather than per value.
+//!
+//! With credentials ([`ConsensusConfig::auth`]; [`Consensus::connect_instance`]
+//! takes them from the answer that created the instance) every message
+//! the handle sends carries the instance's session and is tagged under its
+//! key, and every message it receives is checked before the client or the
+//! learner sees it: a forged reply or vote is dropped and counted
+//! ([`Consensus::refused`]). `nfvinc serve` runs its consensus VNFs so, and
+//! they drop untagged messages.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -37,6 +45,8 @@ use std::time::{Duration, Instant};
 
 use dataplane::time::Time;
 use vnf_paxos::service::{acceptor_node, coordinator_node, learner_node};
+
+use crate::direct::{self, DirectAuth};
 use vnf_paxos::wire::{Message, fetch};
 use vnf_paxos::{
     Client, ClientConfig, ClientId, Command, Dest, Instance, Learner, LearnerConfig, NodeId,
@@ -91,6 +101,10 @@ pub struct ConsensusConfig {
     pub retry: Duration,
     /// Local address to bind (port 0: any).
     pub bind: SocketAddrV4,
+    /// The direct channel's credentials (the instance's session and key):
+    /// messages sent are tagged under the key, messages received checked.
+    /// `None` for VNFs run without authentication.
+    pub auth: Option<DirectAuth>,
 }
 
 impl ConsensusConfig {
@@ -103,6 +117,7 @@ impl ConsensusConfig {
             learn: true,
             retry: Duration::from_millis(30),
             bind: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            auth: None,
         }
     }
 }
@@ -133,6 +148,8 @@ struct State {
     committed: BTreeMap<u64, Committed>,
     deliveries: VecDeque<Delivery>,
     lagged: u64,
+    /// Messages received that were not tagged under the instance's key.
+    refused: u64,
     error: Option<String>,
 }
 
@@ -149,6 +166,7 @@ struct Book {
     coordinators: Vec<SocketAddrV4>,
     acceptors: Vec<SocketAddrV4>,
     learners: Vec<SocketAddrV4>,
+    auth: Option<DirectAuth>,
 }
 
 impl Book {
@@ -182,7 +200,10 @@ impl Book {
     }
 
     fn send(&self, socket: &UdpSocket, t: &Transmit, buf: &mut [u8]) {
-        let Ok(n) = t.msg.emit(0, buf) else { return };
+        let Ok(n) = t.msg.emit(direct::session_of(self.auth.as_ref()), buf) else {
+            return;
+        };
+        direct::seal(self.auth.as_ref(), &mut buf[..n]);
         let one = |to: SocketAddrV4| {
             // Unreachable peers (ICMP errors) are what retries are for.
             let _ = socket.send_to(&buf[..n], to);
@@ -299,6 +320,7 @@ impl Consensus {
                 committed: BTreeMap::new(),
                 deliveries: VecDeque::new(),
                 lagged: 0,
+                refused: 0,
                 error: None,
             }),
             changed: Condvar::new(),
@@ -307,6 +329,7 @@ impl Consensus {
                 coordinators: cfg.coordinators,
                 acceptors: cfg.acceptors,
                 learners: cfg.learners,
+                auth: cfg.auth,
             },
             stop: AtomicBool::new(false),
         });
@@ -457,6 +480,12 @@ impl Consensus {
     pub fn lagged(&self) -> u64 {
         self.shared.state.lock().map_or(0, |st| st.lagged)
     }
+
+    /// Messages received and dropped because they were not tagged under
+    /// the instance's key (with [`ConsensusConfig::auth`]; 0 without).
+    pub fn refused(&self) -> u64 {
+        self.shared.state.lock().map_or(0, |st| st.refused)
+    }
 }
 
 impl Drop for Consensus {
@@ -529,6 +558,11 @@ fn run(shared: &Shared) {
             let Some(node) = shared.book.node_of(from) else {
                 continue;
             };
+            if !direct::genuine(shared.book.auth.as_ref(), &buf[..n]) {
+                // A forged reply or vote must count for nothing.
+                st.refused += 1;
+                continue;
+            }
             let Ok((_, msg)) = Message::parse_nfv(&buf[..n]) else {
                 continue;
             };
@@ -612,7 +646,9 @@ fn run(shared: &Shared) {
 impl ConsensusConfig {
     /// A submitting and learning handle for consensus instance `inst` (as
     /// `nfvinc serve` describes it), bound to the address the instance
-    /// reaches this host at.
+    /// reaches this host at, with the channel's credentials when `inst` is
+    /// the answer that created the instance (the only one that carries
+    /// them).
     pub fn for_instance(inst: &crate::rest::Instance) -> Result<Self, crate::rest::Error> {
         let d = &inst.direct;
         let coordinators = d.role_addrs("coordinator")?;
@@ -625,6 +661,7 @@ impl ConsensusConfig {
         let mut cfg = ConsensusConfig::new(coordinators, d.role_addrs("acceptor")?);
         cfg.learners = d.role_addrs("learner")?;
         cfg.bind = d.client_bind()?;
+        cfg.auth = direct::of_endpoint(d)?;
         Ok(cfg)
     }
 }
