@@ -383,6 +383,34 @@ fn recorded_pids(row: &InstanceRow) -> Vec<u32> {
     }
 }
 
+/// The direct-channel credentials of instance `id` (its flow route's
+/// session and key), for the daemon's own member of the instance; `None`
+/// when it has none.
+pub async fn channel_credentials(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<libnfvinc::direct::DirectAuth>, ApiError> {
+    let idc = id.to_owned();
+    let route: Option<(i64, Vec<u8>)> = state
+        .db
+        .call(move |c| {
+            Ok(c.query_row(
+                "SELECT session_id, session_key FROM flow_routes
+                 WHERE instance_id = ?1 AND session_id IS NOT NULL ORDER BY id LIMIT 1",
+                [idc],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+        .await?;
+    Ok(route.and_then(|(session, key)| {
+        Some(libnfvinc::direct::DirectAuth {
+            session: u64::try_from(session).ok()?,
+            key: dataplane::auth::SessionKey::from_bytes(key.try_into().ok()?),
+        })
+    }))
+}
+
 /// Where an instance's session keys are handed to its VNF.
 fn keys_path(state: &AppState, id: &str) -> std::path::PathBuf {
     state.config.data_dir.join("run").join(format!("{id}.keys"))
@@ -573,7 +601,13 @@ pub async fn create(
             .await?
     };
     let key = agent::session_key();
-    write_keys(state, &id, Some((session_id, key))).await?;
+    // The session the channel's messages carry: the creating REST
+    // session's, or the instance's own where its processes share one key
+    // with all its clients (sequencer groups, consensus instances).
+    let channel = crate::services::channel_session(svc.name, &id)
+        .and_then(|s| i64::try_from(s).ok())
+        .unwrap_or(session_id);
+    write_keys(state, &id, Some((channel, key))).await?;
     let spec = spec_for(state, &row, &net, true)?;
     let launched = match state.vim.instantiate(&spec).await {
         Ok(l) => l,
@@ -606,7 +640,7 @@ pub async fn create(
             tx.execute(
                 "INSERT INTO flow_routes (instance_id, session_id, dst_addr, dst_port, session_key, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![idc, session_id, addr, port, key.to_vec(), now_s()],
+                params![idc, channel, addr, port, key.to_vec(), now_s()],
             )?;
             record_event(
                 &tx,
@@ -630,7 +664,7 @@ pub async fn create(
         .instances_created
         .fetch_add(1, Ordering::Relaxed);
     let mut view = row.view(state);
-    view.direct.session_id = u64::try_from(session_id).ok();
+    view.direct.session_id = u64::try_from(channel).ok();
     view.direct.session_key = Some(hex::encode(key));
     let startup_ms = t0.elapsed().as_secs_f64() * 1e3;
     state.metrics.observe_startup(startup_ms);

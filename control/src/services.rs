@@ -14,6 +14,18 @@
 //!   on consecutive ports from the instance's own. The coordinator has the
 //!   instance's control socket.
 //!
+//! Both direct channels are authenticated like the failure detector's
+//! ([`dataplane::auth`]): every process runs with `--auth required` and
+//! the instance's key file, and drops and counts what is not tagged under
+//! a known session's key. The session of the channel is the instance's
+//! own, [`channel_session`] (a sequencer's group id, which every group
+//! frame carries; a consensus instance's processes get it as `--session`),
+//! not the REST session that created it: one key per instance, because a
+//! group frame or a vote is one message for many receivers, and members
+//! repair each other's gaps (see the VNFs' module docs). The key is in the
+//! answer that creates the instance, so only its tenant has it; the
+//! daemon's own member reads it from the database.
+//!
 //! REST operations for low volume (`broadcast`, `propose`) go through a
 //! [`Gateway`]: a libnfvinc member of the instance run by the daemon,
 //! started on first use (an operation, or an event stream), bound to the
@@ -71,6 +83,13 @@ pub fn group_of(instance_id: &str) -> u64 {
         .unwrap_or(1);
     // Kept below 2^63 so that every JSON reader takes it as an integer.
     (g >> 1).max(1)
+}
+
+/// The session id an instance's direct-channel messages carry when it is
+/// the instance's own rather than the creating REST session's: sequencer
+/// (its group) and consensus instances; `None` for the others.
+pub fn channel_session(service: &str, instance_id: &str) -> Option<u64> {
+    matches!(service, "sequencer" | "consensus").then(|| group_of(instance_id))
 }
 
 /// The processes of a multi-process or specially configured instance
@@ -141,6 +160,9 @@ pub fn roles(state: &AppState, row: &InstanceRow, fresh: bool) -> Vec<RoleSpec> 
                         // spins long takes the core from the others.
                         "--spins".to_owned(),
                         "64".to_owned(),
+                        // What every message carries, and its key tags.
+                        "--session".to_owned(),
+                        group_of(&row.id).to_string(),
                     ];
                     if e.role == "acceptor" {
                         args.push("--wal".into());
@@ -274,6 +296,9 @@ pub async fn gateway(state: &AppState, row: &InstanceRow) -> Result<Arc<Gateway>
         return Ok(g.clone());
     }
     let bind = sock(&client_addr(&row.addr), 0)?;
+    let auth = crate::manager::channel_credentials(state, &row.id)
+        .await
+        .map_err(|e| SendError::NotDelivered(format!("reading the channel's key: {e}")))?;
     let g = match row.service.as_str() {
         "sequencer" => {
             let epoch = broker::send_control(state, &row.id, "epoch", &json!({})).await?;
@@ -288,6 +313,7 @@ pub async fn gateway(state: &AppState, row: &InstanceRow) -> Result<Arc<Gateway>
                 bind,
             );
             cfg.epoch = epoch;
+            cfg.auth = auth;
             let events = rt.events.clone();
             let b = Broadcast::join_with(cfg, move |ev| {
                 let v = match ev {
@@ -330,6 +356,7 @@ pub async fn gateway(state: &AppState, row: &InstanceRow) -> Result<Arc<Gateway>
             let mut cfg = ConsensusConfig::new(list("coordinator")?, list("acceptor")?);
             cfg.learners = list("learner")?;
             cfg.bind = bind;
+            cfg.auth = auth;
             let handle = Arc::new(
                 Consensus::connect(cfg)
                     .map_err(|e| SendError::NotDelivered(format!("consensus client: {e}")))?,
@@ -441,6 +468,14 @@ mod tests {
         assert_eq!(group_of("i-ffffffffffffffff"), u64::MAX >> 1);
         assert_eq!(group_of("i-0000000000000000"), 1);
         assert_eq!(group_of("nonsense"), 1);
+    }
+
+    #[test]
+    fn sequencer_and_consensus_channels_have_the_instances_own_session() {
+        let id = "i-00000000000000ff";
+        assert_eq!(channel_session("sequencer", id), Some(group_of(id)));
+        assert_eq!(channel_session("consensus", id), Some(0x7f));
+        assert_eq!(channel_session("fd", id), None);
     }
 
     #[test]

@@ -9,9 +9,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, add_user, require_root, wait_until};
-use libnfvinc::broadcast::{Broadcast, Received, RestBroadcast};
-use libnfvinc::consensus::{Consensus, RestConsensus};
+use libnfvinc::broadcast::{Broadcast, BroadcastConfig, Received, RestBroadcast};
+use libnfvinc::consensus::{Consensus, ConsensusConfig, RestConsensus};
+use libnfvinc::direct::DirectAuth;
 use libnfvinc::rest::Client;
+use serde_json::{Value, json};
 use vnf_sequencer::{Mode, ProcessId};
 
 /// The VNFs are other packages' binaries: present beside `nfvinc` when the
@@ -229,5 +231,140 @@ fn consensus_over_rest_and_the_direct_channel_and_healed_after_a_role_dies() {
     assert!(w.seq >= 2, "{w:?}");
     drop(direct);
     c.remove(&inst.id).unwrap();
+    d.stop();
+}
+
+/// The `auth` counters of an instance's VNF (its control socket's
+/// `counters`: the sequencer's, or a consensus instance's coordinator's).
+fn auth_counters(c: &Client, id: &str) -> Value {
+    c.op_wait(id, "counters", json!({}), Duration::from_secs(10))
+        .unwrap()["auth"]
+        .clone()
+}
+
+/// Another tenant reaches the host end of every tenant's link, hence the
+/// instances behind it: its packets to the first tenant's sequencer and
+/// consensus processes, with its own credentials, with its own key under
+/// the first tenant's session, or with none, are dropped and counted, and
+/// nothing of it is ever delivered or decided, while the first tenant's
+/// direct channels go on working.
+#[test]
+fn another_tenants_direct_packets_never_reach_a_sequencer_or_consensus_instance() {
+    require_root();
+    if !installed("vnf-sequencer") || !installed("vnf-paxos") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let alice_key = add_user(dir.path(), "alice");
+    let bob_key = add_user(dir.path(), "bob");
+    let d = Daemon::start(dir.path(), &["--monitor-interval-ms", "100"]);
+    let alice = Client::connect(&d.url, &alice_key).unwrap();
+    let bob = Client::connect(&d.url, &bob_key).unwrap();
+    let catalog = alice.discover().unwrap();
+    for s in catalog["services"].as_array().unwrap() {
+        if matches!(s["name"].as_str(), Some("sequencer" | "consensus")) {
+            assert_eq!(s["authenticated"], true, "{s}");
+        }
+    }
+    let seq = alice.connect_service("sequencer").unwrap();
+    let cons = alice.connect_service("consensus").unwrap();
+    let seq_auth = DirectAuth::of(&seq.direct).unwrap().unwrap();
+    assert_eq!(
+        Some(seq_auth.session),
+        seq.direct.group,
+        "the group's session"
+    );
+    let cons_auth = DirectAuth::of(&cons.direct).unwrap().unwrap();
+    // Bob's credentials are good, for his own instance only.
+    let own = bob.connect_service("sequencer").unwrap();
+    let bob_auth = DirectAuth::of(&own.direct).unwrap().unwrap();
+    assert_ne!(bob_auth.session, seq_auth.session);
+    let bob_key_as = |session| DirectAuth {
+        session,
+        key: bob_auth.key.clone(),
+    };
+    let t = Duration::from_secs(5);
+
+    // Sequencer. Bob's members send straight to alice's sequencer: in his
+    // own session, in alice's group under his key, and untagged.
+    let a = Broadcast::join_instance(&alice, &seq, ProcessId(1)).unwrap();
+    let intruders = [
+        (bob_auth.session, Some(bob_auth.clone())),
+        (seq_auth.session, Some(bob_key_as(seq_auth.session))),
+        (seq_auth.session, None),
+    ];
+    let sent: Vec<Broadcast> = intruders
+        .into_iter()
+        .map(|(group, auth)| {
+            let mut cfg = BroadcastConfig::for_instance(&seq, ProcessId(66)).unwrap();
+            cfg.member.group = group;
+            cfg.auth = auth;
+            let m = Broadcast::join(cfg).unwrap();
+            m.send(Mode::Atomic, b"intruder", t).unwrap();
+            m
+        })
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let c = auth_counters(&alice, &seq.id);
+            ["unknown_session", "bad_tag", "untagged"]
+                .iter()
+                .all(|k| c[k].as_u64().unwrap_or(0) >= 1)
+        }),
+        "refusals not counted: {}",
+        auth_counters(&alice, &seq.id)
+    );
+    drop(sent);
+    a.send(Mode::Atomic, b"alice-1", t).unwrap();
+    assert_eq!(take(1, t, |w| a.recv(w).unwrap()), ["alice-1"]);
+    assert_eq!(a.recv(Duration::from_millis(300)).unwrap(), None);
+    let c = alice.op_wait(&seq.id, "counters", json!({}), t).unwrap();
+    assert_eq!(c["stamped"], 1, "only alice's message stamped: {c}");
+    assert_eq!(a.refused(), 0, "the sequencer's frames are tagged");
+
+    // Consensus. Bob's handles submit to alice's coordinator and
+    // subscribe to her acceptors and learner: nothing is decided.
+    let direct = Consensus::connect_instance(&cons).unwrap();
+    let x = direct.propose(b"alice-x", Duration::from_secs(10)).unwrap();
+    for auth in [
+        Some(bob_auth.clone()),
+        Some(bob_key_as(cons_auth.session)),
+        None,
+    ] {
+        let mut cfg = ConsensusConfig::for_instance(&cons).unwrap();
+        cfg.auth = auth;
+        let h = Consensus::connect(cfg).unwrap();
+        assert!(h.propose(b"bob", Duration::from_millis(500)).is_err());
+        assert!(
+            h.next_delivery(Duration::from_millis(100))
+                .unwrap()
+                .is_none()
+        );
+    }
+    let c = auth_counters(&alice, &cons.id);
+    for k in ["unknown_session", "bad_tag", "untagged"] {
+        assert!(c[k].as_u64().unwrap_or(0) >= 1, "{k}: {c}");
+    }
+    let y = direct.propose(b"alice-y", Duration::from_secs(10)).unwrap();
+    assert!(y.instance > x.instance, "{x:?} then {y:?}");
+    let mut decided = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while decided.len() < 2 && Instant::now() < deadline {
+        if let Some(dl) = direct.next_delivery(Duration::from_millis(200)).unwrap() {
+            decided.extend(
+                dl.commands
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(&c.payload).into_owned()),
+            );
+        }
+    }
+    assert_eq!(decided, ["alice-x", "alice-y"], "nothing of bob's decided");
+    assert_eq!(direct.refused(), 0, "the processes' messages are tagged");
+
+    drop((a, direct));
+    for i in [&seq, &cons] {
+        alice.remove(&i.id).unwrap();
+    }
+    bob.remove(&own.id).unwrap();
     d.stop();
 }
