@@ -215,7 +215,11 @@
 //! `deliveries`. Applications use libnfvinc's `Consensus` handle, which
 //! submits values and, by sending fetches (which the VNFs take as a
 //! one-second subscription), also receives the votes and heartbeats a
-//! learner needs. `tests/paxos_net.rs` runs a group on network namespaces
+//! learner needs. Under `--auth required` (how `nfvinc serve` runs them)
+//! every message, between the processes as from clients, carries the
+//! instance's session (`--session`) and a tag under its key, checked on
+//! arrival; why one key for both: [`service`]'s docs.
+//! `tests/paxos_net.rs` runs a group on network namespaces
 //! through failures; `tests/kv_linearizability.rs` checks a replicated
 //! key-value store built on it; `nfvinc-perf paxos` measures it.
 //!
