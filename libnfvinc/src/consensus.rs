@@ -44,10 +44,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dataplane::time::Time;
+use dataplane::wire::nfvinc::NfvHeader;
 use vnf_paxos::service::{acceptor_node, coordinator_node, learner_node};
 
 use crate::direct::{self, DirectAuth};
-use vnf_paxos::wire::{Message, fetch};
+use vnf_paxos::wire::{Message, MsgType, fetch};
 use vnf_paxos::{
     Client, ClientConfig, ClientId, Command, Dest, Instance, Learner, LearnerConfig, NodeId,
     Transmit,
@@ -563,16 +564,18 @@ fn run(shared: &Shared) {
                 st.refused += 1;
                 continue;
             }
-            let Ok((_, msg)) = Message::parse_nfv(&buf[..n]) else {
-                continue;
-            };
-            match msg {
-                Message::Reply(_) | Message::Replies(_) => st.client.handle(now, node, msg),
-                other => {
-                    if let Some(l) = st.learner.as_mut() {
-                        l.handle(now, node, other);
-                    }
+            let to_client = NfvHeader::new_checked(&buf[..n]).is_ok_and(|h| {
+                h.msg_type() == u8::from(MsgType::Reply)
+                    || h.msg_type() == u8::from(MsgType::Replies)
+            });
+            if to_client {
+                if let Ok((_, msg)) = Message::parse_nfv(&buf[..n]) {
+                    st.client.handle(now, node, msg);
                 }
+            } else if let Some(l) = st.learner.as_mut() {
+                // Votes by their bytes: an instance's value is built once,
+                // not once per vote. Malformed input changes nothing.
+                let _ = l.handle_nfv(now, node, &buf[..n]);
             }
         }
         if st.client.poll_timeout().is_some_and(|t| t <= now) {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::config::ClientConfig;
 use crate::transmit::{Dest, Transmit};
-use crate::wire::value::COMMAND_HEADER_LEN;
+use crate::wire::value::command_cost;
 use crate::wire::{Message, replies, reply, request, submit};
 use crate::{ClientId, Command, Instance, NodeId, Time};
 
@@ -188,7 +188,7 @@ impl Client {
                 });
                 continue;
             }
-            let len = COMMAND_HEADER_LEN + command.payload.len();
+            let len = command_cost(batch.last(), &command);
             if !batch.is_empty() && (bytes + len > max || batch.len() >= usize::from(u16::MAX)) {
                 self.outbox.push_back(Transmit {
                     dest: Dest::Node(to),
@@ -371,7 +371,8 @@ mod tests {
     fn client(coalesce: bool) -> Client {
         let mut cfg = ClientConfig::new(vec![NodeId(1), NodeId(2)]);
         cfg.coalesce = coalesce;
-        cfg.max_request_bytes = 4 * (COMMAND_HEADER_LEN + 2);
+        // Room for one run of four 2-byte commands.
+        cfg.max_request_bytes = 18 + 4 * (2 + 2);
         Client::new(ClientId(9), cfg)
     }
 

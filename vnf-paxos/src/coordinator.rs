@@ -16,11 +16,14 @@ use crate::config::CoordinatorConfig;
 use crate::dedup::Dedup;
 use crate::learner::decided_pages;
 use crate::transmit::{Dest, Rng, Transmit};
-use crate::votes::Votes;
+use crate::votes::{VoteValue, Votes};
 use crate::wire::replies::{self, Run, push_run};
-use crate::wire::value::{Entry, entry_len};
-use crate::wire::{Message, accept, admit, fetch, heartbeat, prepare, promise, reply};
+use crate::wire::value::{Entry, command_cost, entry_len};
+use crate::wire::{
+    Message, MsgError, MsgType, accept, accepted, admit, fetch, heartbeat, prepare, promise, reply,
+};
 use crate::{AcceptorId, Ballot, ClientId, Command, Instance, NodeId, Time, Value};
+use dataplane::wire::nfvinc::{NfvHeader, Service};
 
 /// Most instances one fetch asks for.
 const MAX_FETCH: u64 = 1024;
@@ -141,6 +144,9 @@ pub struct Coordinator {
     ack_index: HashMap<(NodeId, ClientId), usize>,
     inflight: BTreeMap<Instance, InFlight>,
     next: Instance,
+    /// The window is to be filled at the next poll (the latest input's
+    /// time).
+    refill: Option<Time>,
     fresh: VecDeque<Entry>,
     outbox: VecDeque<Transmit>,
     next_heartbeat: Time,
@@ -178,6 +184,7 @@ impl Coordinator {
             ack_index: HashMap::new(),
             inflight: BTreeMap::new(),
             next: 0,
+            refill: None,
             fresh: VecDeque::new(),
             outbox: VecDeque::new(),
             next_heartbeat: Time::MAX,
@@ -249,33 +256,14 @@ impl Coordinator {
     pub fn handle(&mut self, now: Time, from: NodeId, msg: Message) {
         match msg {
             Message::Promise(p) => self.on_promise(now, p),
-            Message::Accepted(a) => {
-                self.observe(now, a.ballot);
-                if let Some(adm) = self.admission
-                    && let AdmitState::Admitted { ballot, .. } = adm.state
-                    && a.acceptor == adm.acceptor
-                    && a.ballot == ballot
-                {
-                    self.admission = None;
-                }
-                if !self.is_leader() {
-                    for e in &a.entries {
-                        self.horizon = self.horizon.max(e.instance.saturating_add(1));
-                    }
-                }
-                for e in &a.entries {
-                    if e.instance < self.committed || self.log.contains_key(&e.instance) {
-                        continue;
-                    }
-                    if let Some(v) =
-                        self.votes
-                            .vote(e.instance, a.ballot, a.acceptor.slot, &e.value)
-                    {
-                        self.on_decided(now, e.instance, v);
-                    }
-                }
-                self.after_progress(now);
-            }
+            Message::Accepted(a) => self.on_accepted(
+                now,
+                a.ballot,
+                a.acceptor,
+                a.entries
+                    .iter()
+                    .map(|e| (e.instance, VoteValue::Built(&e.value))),
+            ),
             Message::Nack(n) => self.observe(now, n.promised),
             Message::Heartbeat(h) => self.on_heartbeat(now, h),
             Message::Request(r) => self.submit(now, from, r.command),
@@ -297,6 +285,64 @@ impl Coordinator {
             | Message::Replies(_)
             | Message::Admit(_) => {}
         }
+    }
+
+    /// Takes one received NFVinc message (a UDP payload) as bytes: votes,
+    /// its steady load, by their bytes (the value of an instance is built
+    /// once, from the first vote of its ballot, not from every vote),
+    /// anything else parsed and handed to [`Coordinator::handle`].
+    /// Malformed input is an error and changes nothing.
+    pub fn handle_nfv(&mut self, now: Time, from: NodeId, message: &[u8]) -> Result<(), MsgError> {
+        let h = NfvHeader::new_checked(message)?;
+        let service = h.service()?;
+        if service != Service::Consensus {
+            return Err(MsgError::WrongService(service));
+        }
+        if h.msg_type() == u8::from(MsgType::Accepted) {
+            let p = accepted::Packet::new_checked(h.payload())?;
+            let entries = p.entry_bytes()?;
+            self.on_accepted(
+                now,
+                p.ballot(),
+                p.acceptor(),
+                entries.map(|(i, b)| (i, VoteValue::Bytes(b))),
+            );
+            return Ok(());
+        }
+        let msg = Message::parse(h.msg_type(), h.payload())?;
+        self.handle(now, from, msg);
+        Ok(())
+    }
+
+    /// A vote: counted per instance, deciding where it makes a majority.
+    fn on_accepted<'a>(
+        &mut self,
+        now: Time,
+        ballot: Ballot,
+        acceptor: AcceptorId,
+        entries: impl Iterator<Item = (Instance, VoteValue<'a>)>,
+    ) {
+        self.observe(now, ballot);
+        if let Some(adm) = self.admission
+            && let AdmitState::Admitted { ballot: b, .. } = adm.state
+            && acceptor == adm.acceptor
+            && ballot == b
+        {
+            self.admission = None;
+        }
+        let leader = self.is_leader();
+        for (instance, value) in entries {
+            if !leader {
+                self.horizon = self.horizon.max(instance.saturating_add(1));
+            }
+            if instance < self.committed || self.log.contains_key(&instance) {
+                continue;
+            }
+            if let Some(v) = self.votes.vote_for(instance, ballot, acceptor.slot, value) {
+                self.on_decided(now, instance, v);
+            }
+        }
+        self.after_progress(now);
     }
 
     /// Notes a ballot seen anywhere; steps down if it is above its own.
@@ -440,7 +486,7 @@ impl Coordinator {
         for c in commands {
             self.on_command(from, c, true);
         }
-        self.fill_window(now);
+        self.refill_at(now);
     }
 
     /// Answers that `(client, seq)` was decided in `instance`: at once by a
@@ -544,7 +590,15 @@ impl Coordinator {
             self.stand(now, true);
             return;
         }
-        self.fill_window(now);
+        self.refill_at(now);
+    }
+
+    /// The window is filled when the coordinator is next polled rather
+    /// than at once: what a whole burst of input queued (several submits,
+    /// the room that a burst of votes made) then shares instances, and
+    /// nothing waits longer than the burst it came in.
+    fn refill_at(&mut self, now: Time) {
+        self.refill = Some(self.refill.map_or(now, |t| t.max(now)));
     }
 
     fn fill_window(&mut self, now: Time) {
@@ -566,16 +620,15 @@ impl Coordinator {
             let mut batch = Vec::new();
             let mut bytes = 0;
             while let Some(c) = self.queue.front() {
-                if batch.len() >= max_cmds
-                    || (!batch.is_empty() && bytes + c.wire_len() > max_bytes)
-                {
+                let cost = command_cost(batch.last(), c);
+                if batch.len() >= max_cmds || (!batch.is_empty() && bytes + cost > max_bytes) {
                     break;
                 }
                 let c = self.queue.pop_front().expect("front exists");
                 if self.decided_cmds.get(c.client, c.seq).is_some() {
                     continue;
                 }
-                bytes += c.wire_len();
+                bytes += cost;
                 batch.push(c);
             }
             if batch.is_empty() {
@@ -774,7 +827,7 @@ impl Coordinator {
             return;
         }
         self.on_command(reply_to, cmd, false);
-        self.fill_window(now);
+        self.refill_at(now);
     }
 
     /// The next message to send, if any.
@@ -786,6 +839,9 @@ impl Coordinator {
             self.ack_index.remove(&(a.node, a.client));
             self.send_runs(a, replies::Status::Decided);
             return self.outbox.pop_front();
+        }
+        if let Some(now) = self.refill.take() {
+            self.fill_window(now);
         }
         let Role::Leader(ballot) = self.role else {
             self.fresh.clear();

@@ -12,9 +12,10 @@ use crate::Ballot;
 use crate::config::LearnerConfig;
 use crate::dedup::Dedup;
 use crate::transmit::{Dest, Transmit};
-use crate::votes::Votes;
+use crate::votes::{VoteValue, Votes};
 use crate::wire::value::{Entry, entry_len};
-use crate::wire::{Message, decided, fetch};
+use crate::wire::{Message, MsgError, MsgType, accepted, decided, fetch};
+use dataplane::wire::nfvinc::{NfvHeader, Service};
 
 /// Most instances one fetch is answered with.
 const MAX_ANSWER: u64 = 1024;
@@ -119,20 +120,13 @@ impl Learner {
                 let pages = decided_pages(&self.kept, from, f, self.cfg.max_packet_bytes);
                 self.outbox.extend(pages);
             }
-            Message::Accepted(a) => {
-                for e in &a.entries {
-                    self.horizon = self.horizon.max(e.instance.saturating_add(1));
-                    if e.instance < self.next || self.decided.contains_key(&e.instance) {
-                        continue;
-                    }
-                    if let Some(v) =
-                        self.votes
-                            .vote(e.instance, a.ballot, a.acceptor.slot, &e.value)
-                    {
-                        self.decided.insert(e.instance, v);
-                    }
-                }
-            }
+            Message::Accepted(a) => self.on_accepted(
+                a.ballot,
+                a.acceptor.slot,
+                a.entries
+                    .iter()
+                    .map(|e| (e.instance, VoteValue::Built(&e.value))),
+            ),
             Message::Decided(d) => {
                 for e in d.entries {
                     if e.instance >= self.next {
@@ -149,6 +143,51 @@ impl Learner {
         }
         self.deliver();
         let _ = now;
+    }
+
+    /// Takes one received NFVinc message (a UDP payload) as bytes: votes,
+    /// a learner's whole steady load, by their bytes (an instance's value
+    /// is built once, from the first vote of its ballot, rather than from
+    /// each of a majority's votes), anything else parsed and handed to
+    /// [`Learner::handle`]. Malformed input is an error and changes
+    /// nothing.
+    pub fn handle_nfv(&mut self, now: Time, from: NodeId, message: &[u8]) -> Result<(), MsgError> {
+        let h = NfvHeader::new_checked(message)?;
+        let service = h.service()?;
+        if service != Service::Consensus {
+            return Err(MsgError::WrongService(service));
+        }
+        if h.msg_type() == u8::from(MsgType::Accepted) {
+            let p = accepted::Packet::new_checked(h.payload())?;
+            let entries = p.entry_bytes()?;
+            self.on_accepted(
+                p.ballot(),
+                p.acceptor().slot,
+                entries.map(|(i, b)| (i, VoteValue::Bytes(b))),
+            );
+            self.deliver();
+            return Ok(());
+        }
+        let msg = Message::parse(h.msg_type(), h.payload())?;
+        self.handle(now, from, msg);
+        Ok(())
+    }
+
+    fn on_accepted<'a>(
+        &mut self,
+        ballot: Ballot,
+        slot: u16,
+        entries: impl Iterator<Item = (Instance, VoteValue<'a>)>,
+    ) {
+        for (instance, value) in entries {
+            self.horizon = self.horizon.max(instance.saturating_add(1));
+            if instance < self.next || self.decided.contains_key(&instance) {
+                continue;
+            }
+            if let Some(v) = self.votes.vote_for(instance, ballot, slot, value) {
+                self.decided.insert(instance, v);
+            }
+        }
     }
 
     fn deliver(&mut self) {

@@ -56,10 +56,12 @@
 //!
 //! **Phase 2** (steady state). Client commands queue at the leader; while
 //! fewer than `window` (256) instances are in flight it takes what is
-//! queued, up to 64 commands, into the next instance. It never waits for a
-//! batch to fill: at low load an instance holds one command and leaves at
-//! once; at high load the window is full, commands accumulate, and batches
-//! grow by themselves. New instances are packed several to an
+//! queued, up to 64 commands (and a packet's bytes), into the next
+//! instance. It fills the window once per burst of input, when it is next
+//! polled, so that what a burst brought (several submits) shares
+//! instances, and never waits longer for a batch to fill: at low load an
+//! instance holds one command and leaves at once; at high load the window
+//! is full, commands accumulate, and batches grow by themselves. New instances are packed several to an
 //! `Accept` packet (up to 1,200 bytes of values) as `poll_transmit` drains
 //! them, which again only happens at high load, when a burst produced
 //! several. An acceptor whose promise is not above the ballot accepts and
@@ -69,7 +71,10 @@
 //!
 //! **Learning.** A learner (and every coordinator) counts votes per
 //! instance and ballot; votes from a majority of acceptor slots in one
-//! ballot decide the value. Decisions are delivered in instance order. A
+//! ballot decide the value (one ballot carries one value per instance, so
+//! a learner reading votes from their bytes builds the value from the
+//! first vote of a ballot and only counts the others). Decisions are
+//! delivered in instance order. A
 //! gap (a later instance decided, or the leader's heartbeat reporting a
 //! commit point ahead) that does not fill within `fetch_timeout` is
 //! fetched: coordinators and other learners answer with values they know
@@ -253,10 +258,17 @@
 //!
 //! ## Values and entries
 //!
-//! A value: command count (2), reserved (2), then per command: client id
+//! A value: command count (2), format (1), reserved (1), then the
+//! commands. Format 1 (runs, what is sent): runs of one client's
+//! consecutive commands, each run client id (8), first sequence number
+//! (8), command count *n* (2), then *n* times payload length (2) and
+//! payload; the *k*-th command of a run has the first number plus *k*.
+//! Format 0 (plain, still read: older logs hold it): per command client id
 //! (8), sequence number (8), payload length (2), payload. Zero commands is
-//! the no-op. An entry: instance (8), in a promise the ballot it was
-//! accepted in (8), then a value.
+//! the no-op. A client's batch thus costs 18 bytes plus 2 per command
+//! beyond its payloads (a 16-byte command takes 18 bytes, not 34), which
+//! nearly doubles the commands a datagram carries. An entry: instance (8),
+//! in a promise the ballot it was accepted in (8), then a value.
 //!
 //! ## Prepare (1)
 //!
@@ -370,13 +382,15 @@
 //! ## Submit (13)
 //!
 //! The layout of a value (at least one command): several commands, each
-//! with its own client id and sequence number.
+//! with its own client id and sequence number (runs: a client's
+//! consecutive numbers share one header).
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 2 | command count (≥ 1) |
-//! | 2 | 2 | reserved |
-//! | 4 | … | commands: client id (8), sequence number (8), payload length (2), payload |
+//! | 2 | 1 | format: 0 plain, 1 runs |
+//! | 3 | 1 | reserved |
+//! | 4 | … | commands in the format's layout (see values above) |
 //!
 //! ## Replies (14)
 //!

@@ -99,9 +99,13 @@ pub struct Command {
 }
 
 impl Command {
-    /// Bytes it takes in a message.
+    /// Bytes it takes in a value at most (alone in its run; a command that
+    /// continues its client's run takes 18 fewer, see
+    /// [`crate::wire::value::command_cost`]).
     pub fn wire_len(&self) -> usize {
-        crate::wire::value::COMMAND_HEADER_LEN + self.payload.len()
+        crate::wire::value::RUN_HEADER_LEN
+            + crate::wire::value::RUN_COMMAND_HEADER_LEN
+            + self.payload.len()
     }
 }
 
@@ -136,7 +140,7 @@ impl Value {
 
     /// Bytes it takes in a message.
     pub fn wire_len(&self) -> usize {
-        crate::wire::value::VALUE_HEADER_LEN + self.0.iter().map(Command::wire_len).sum::<usize>()
+        crate::wire::value::commands_len(&self.0)
     }
 }
 

@@ -9,7 +9,27 @@
 
 use std::collections::BTreeMap;
 
+use crate::wire::value::parse_value;
 use crate::{Ballot, Instance, Value};
+
+/// The value a vote is for: built already, or its checked bytes, parsed
+/// only when a tally needs it (the first vote of a ballot).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum VoteValue<'a> {
+    /// A value in hand.
+    Built(&'a Value),
+    /// A value's bytes, checked by the caller.
+    Bytes(&'a [u8]),
+}
+
+impl VoteValue<'_> {
+    fn get(self) -> Option<Value> {
+        match self {
+            VoteValue::Built(v) => Some(v.clone()),
+            VoteValue::Bytes(b) => parse_value(b).ok().map(|(v, _)| v),
+        }
+    }
+}
 
 /// Votes for one instance: per ballot, the value and the slots (a bit each)
 /// that voted for it.
@@ -38,13 +58,17 @@ impl Votes {
 
     /// Counts `slot`'s vote for `value` in `instance` at `ballot`; returns
     /// the value when this vote decides it. The caller drops votes for
-    /// instances it knows decided.
-    pub(crate) fn vote(
+    /// instances it knows decided. The value is built only if this is the
+    /// first vote of its ballot in the instance: one ballot carries one
+    /// value per instance (a leader proposes once per instance and
+    /// ballot), so later votes of the ballot are counted without reading
+    /// theirs. A vote whose value cannot be built counts for nothing.
+    pub(crate) fn vote_for(
         &mut self,
         instance: Instance,
         ballot: Ballot,
         slot: u16,
-        value: &Value,
+        value: VoteValue<'_>,
     ) -> Option<Value> {
         if slot >= self.slots {
             return None;
@@ -54,7 +78,13 @@ impl Votes {
         let at = match tally.ballots.iter().position(|(b, ..)| *b == ballot) {
             Some(at) => at,
             None => {
-                tally.ballots.push((ballot, value.clone(), 0));
+                let Some(v) = value.get() else {
+                    if tally.ballots.is_empty() {
+                        self.open.remove(&instance);
+                    }
+                    return None;
+                };
+                tally.ballots.push((ballot, v, 0));
                 tally.ballots.len() - 1
             }
         };
@@ -91,13 +121,38 @@ mod tests {
             node: NodeId(1),
             incarnation: 0,
         };
-        let v = Value::noop();
+        let noop = Value::noop();
+        let v = VoteValue::Built(&noop);
         let mut votes = Votes::new(3);
-        assert_eq!(votes.vote(1, b(1), 0, &v), None);
-        assert_eq!(votes.vote(1, b(1), 0, &v), None, "a duplicate counts once");
-        assert_eq!(votes.vote(1, b(2), 1, &v), None, "another ballot");
-        assert_eq!(votes.vote(1, b(1), 9, &v), None, "no such slot");
-        assert_eq!(votes.vote(1, b(2), 2, &v), Some(v.clone()));
+        assert_eq!(votes.vote_for(1, b(1), 0, v), None);
+        assert_eq!(
+            votes.vote_for(1, b(1), 0, v),
+            None,
+            "a duplicate counts once"
+        );
+        assert_eq!(votes.vote_for(1, b(2), 1, v), None, "another ballot");
+        assert_eq!(votes.vote_for(1, b(1), 9, v), None, "no such slot");
+        assert_eq!(votes.vote_for(1, b(2), 2, v), Some(noop.clone()));
         assert!(votes.open.is_empty());
+    }
+
+    #[test]
+    fn later_votes_of_a_ballot_are_counted_unread_and_bad_bytes_count_nothing() {
+        let b = Ballot {
+            round: 1,
+            node: NodeId(1),
+            incarnation: 0,
+        };
+        let mut votes = Votes::new(3);
+        // Truncated bytes: no tally, no vote.
+        assert_eq!(votes.vote_for(4, b, 0, VoteValue::Bytes(&[0, 1])), None);
+        assert!(votes.open.is_empty());
+        let noop = [0u8, 0, 0, 0];
+        assert_eq!(votes.vote_for(4, b, 0, VoteValue::Bytes(&noop)), None);
+        // The second vote's bytes are not read: the ballot's value stands.
+        assert_eq!(
+            votes.vote_for(4, b, 1, VoteValue::Bytes(&[0xff])),
+            Some(Value::noop())
+        );
     }
 }

@@ -419,19 +419,31 @@ impl PaxosService {
             // sender that cannot prove its session becomes no guest.
             return;
         }
-        if let Core::Acceptor(a) = &mut self.core {
-            // Accepts, an acceptor's steady load, go in as bytes (checked
-            // by the acceptor, which builds no message values for them).
-            let accept = NfvHeader::new_checked(f.payload())
-                .is_ok_and(|h| h.msg_type() == u8::from(MsgType::Accept));
-            if accept {
-                let from = self.peers.sender(&f.spec().reversed(), false, now);
-                match a.acceptor.handle_nfv(t, from, f.payload()) {
-                    Ok(()) => self.counters.rx_messages += 1,
-                    Err(_) => self.counters.malformed += 1,
+        // Each role's steady load goes in as bytes, checked by the core:
+        // accepts at acceptors (which build no message values for them),
+        // votes at coordinators and learners (which build an instance's
+        // value once, not once per vote).
+        let msg_type = NfvHeader::new_checked(f.payload()).map_or(0, |h| h.msg_type());
+        let by_bytes = match &self.core {
+            Core::Acceptor(_) => msg_type == u8::from(MsgType::Accept),
+            Core::Coordinator(_) | Core::Learner(_) => msg_type == u8::from(MsgType::Accepted),
+        };
+        if by_bytes {
+            let from = self.peers.sender(&f.spec().reversed(), false, now);
+            let done = match &mut self.core {
+                Core::Acceptor(a) => a.acceptor.handle_nfv(t, from, f.payload()),
+                Core::Coordinator(c) => c.handle_nfv(t, from, f.payload()),
+                Core::Learner(l) => {
+                    let r = l.learner.handle_nfv(t, from, f.payload());
+                    l.drain();
+                    r
                 }
-                return;
+            };
+            match done {
+                Ok(()) => self.counters.rx_messages += 1,
+                Err(_) => self.counters.malformed += 1,
             }
+            return;
         }
         let Ok((_, msg)) = Message::parse_nfv(f.payload()) else {
             self.counters.malformed += 1;

@@ -14,9 +14,9 @@
 //! The vote carries the value, so that a learner can learn from a quorum of
 //! votes without waiting for the leader.
 
-use super::value::{Entry, count_u16, emit_entries, entry_len, parse_entries};
+use super::value::{Entry, count_u16, emit_entries, entry_len, parse_entries, scan_value};
 use super::{Field, MsgError, check_len, check_room, get_acceptor, get_u16, get_u64, set_acceptor};
-use crate::{AcceptorId, Ballot};
+use crate::{AcceptorId, Ballot, Instance};
 
 /// Length of the fixed part.
 pub const HEADER_LEN: usize = 24;
@@ -67,6 +67,48 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The entries.
     pub fn entries(&self) -> Result<Vec<Entry>, MsgError> {
         parse_entries(&self.buffer.as_ref()[HEADER_LEN..], self.count(), false)
+    }
+
+    /// The entries in place, each an instance and its value's bytes, after
+    /// checking every one of them (so that a malformed vote is refused
+    /// whole, as [`Packet::entries`] refuses it): for receivers that build
+    /// a value only where they need it (learners need one copy of the
+    /// votes' value per instance, not one per vote).
+    pub fn entry_bytes(&self) -> Result<EntryBytes<'_>, MsgError> {
+        let list = &self.buffer.as_ref()[HEADER_LEN..];
+        let mut at = 0;
+        for _ in 0..self.count() {
+            check_len("entry", at + 8, list.len())?;
+            at += 8 + scan_value(&list[at + 8..])?;
+        }
+        Ok(EntryBytes {
+            list,
+            left: self.count(),
+        })
+    }
+}
+
+/// The entries of a checked accepted, in place ([`Packet::entry_bytes`]).
+#[derive(Debug, Clone)]
+pub struct EntryBytes<'a> {
+    list: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for EntryBytes<'a> {
+    type Item = (Instance, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // Checked by `entry_bytes`; a failure here only ends the list.
+        let instance = get_u64(self.list.get(..8)?, 0..8);
+        let n = scan_value(self.list.get(8..)?).ok()?;
+        let value = &self.list[8..8 + n];
+        self.list = &self.list[8 + n..];
+        Some((instance, value))
     }
 }
 

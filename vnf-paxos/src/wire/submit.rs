@@ -1,13 +1,16 @@
 //! Submit: one datagram carrying many client commands to the coordinator
 //! believed to lead (the multi-value form of [`super::request`]).
 //!
-//! The payload has the layout of a value ([`super::value`]):
+//! The payload has the layout of a value ([`super::value`], either
+//! format; runs are sent, so a client's consecutive commands share one
+//! header):
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 2 | command count *n* (at least 1) |
-//! | 2 | 2 | reserved |
-//! | 4 | … | *n* commands: client id (8), sequence number (8), payload length (2), payload |
+//! | 2 | 1 | format: 0 plain, 1 runs |
+//! | 3 | 1 | reserved |
+//! | 4 | … | *n* commands in the format's layout |
 //!
 //! Each command keeps its own `(client, sequence number)`, by which the
 //! service deduplicates it exactly as a single [`super::request`]: a
@@ -17,9 +20,7 @@
 //! [`super::replies`]. A datagram with no command means nothing and is
 //! refused.
 
-use super::value::{
-    COMMAND_HEADER_LEN, VALUE_HEADER_LEN, emit_value_of, parse_commands, scan_value,
-};
+use super::value::{VALUE_HEADER_LEN, commands_len, emit_value_of, parse_commands, scan_value};
 use super::{MsgError, check_room, get_u16};
 use crate::Command;
 
@@ -81,12 +82,7 @@ impl Repr {
 
     /// Bytes the message takes.
     pub fn buffer_len(&self) -> usize {
-        HEADER_LEN
-            + self
-                .commands
-                .iter()
-                .map(|c| COMMAND_HEADER_LEN + c.payload.len())
-                .sum::<usize>()
+        commands_len(&self.commands)
     }
 
     /// Writes the message at the front of the packet's buffer.
@@ -126,10 +122,10 @@ mod tests {
                 },
             ],
         };
-        let mut b = [0xffu8; 4 + 18 + 2 + 18];
+        let mut b = [0xffu8; 4 + 18 + (2 + 2) + 2];
         assert_eq!(r.buffer_len(), b.len());
         r.emit(&mut Packet::new_unchecked(&mut b[..])).unwrap();
-        assert_eq!(&b[..4], &[0, 2, 0, 0]);
+        assert_eq!(&b[..4], &[0, 2, 1, 0]);
         assert_eq!(Repr::parse(&Packet::new_checked(&b[..]).unwrap()), Ok(r));
         for cut in 0..b.len() {
             assert!(Packet::new_checked(&b[..cut]).is_err(), "cut at {cut}");
