@@ -80,12 +80,25 @@ pub enum Record {
 
 /// A batch of records to make durable before the answers that depend on
 /// them are released.
+///
+/// The records come encoded, framed as the log stores them ([`crate::wal`]):
+/// the acceptor writes an accept's record straight from the accept's bytes,
+/// so a vote costs the log a copy, not a value built and encoded again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersistBatch {
     /// Its number, to hand back to [`Acceptor::persisted`].
     pub id: u64,
-    /// The records, in order.
-    pub records: Vec<Record>,
+    /// The records, in order, framed ([`crate::wal::encode_record`]).
+    pub log: Vec<u8>,
+    /// How many records `log` holds.
+    pub count: usize,
+}
+
+impl PersistBatch {
+    /// The records, decoded.
+    pub fn records(&self) -> Vec<Record> {
+        crate::wal::decode_records(&self.log).0
+    }
 }
 
 /// What the acceptor has done so far.
@@ -113,7 +126,9 @@ pub struct Acceptor {
     promised: Ballot,
     votes: VoteStore,
     trim: Instance,
-    open: Vec<Record>,
+    /// Records not yet handed out, framed for the log, and their count.
+    open: Vec<u8>,
+    open_count: usize,
     open_id: u64,
     persisted_id: u64,
     held: VecDeque<(u64, Out)>,
@@ -188,6 +203,7 @@ impl Acceptor {
             votes: VoteStore::new(reach),
             trim: 0,
             open: Vec::new(),
+            open_count: 0,
             open_id: 1,
             persisted_id: 0,
             held: VecDeque::new(),
@@ -230,7 +246,8 @@ impl Acceptor {
 
     fn record(&mut self, r: Record) {
         if self.durable() {
-            self.open.push(r);
+            crate::wal::encode_record(&r, &mut self.open);
+            self.open_count += 1;
         }
     }
 
@@ -266,7 +283,7 @@ impl Acceptor {
     /// Queues an encoded answer: at once, or after the records it depends
     /// on.
     fn queue(&mut self, out: Out) {
-        let after = if self.open.is_empty() {
+        let after = if self.open_count == 0 {
             self.open_id - 1
         } else {
             self.open_id
@@ -459,13 +476,9 @@ impl Acceptor {
                 voted += 1;
                 self.counters.votes += 1;
                 if durable {
-                    if let Ok((value, _)) = parse_value(value) {
-                        self.open.push(Record::Accept {
-                            instance,
-                            ballot,
-                            value,
-                        });
-                    }
+                    // The value's bytes were checked with the accept.
+                    crate::wal::encode_accept(instance, ballot, value, &mut self.open);
+                    self.open_count += 1;
                 }
             }
             start = end;
@@ -583,7 +596,7 @@ impl Acceptor {
     /// The records to persist since the last call, as one batch; `None`
     /// when there are none (always, in memory).
     pub fn poll_persist(&mut self) -> Option<PersistBatch> {
-        if self.open.is_empty() {
+        if self.open_count == 0 {
             return None;
         }
         let id = self.open_id;
@@ -591,7 +604,8 @@ impl Acceptor {
         self.counters.batches += 1;
         Some(PersistBatch {
             id,
-            records: std::mem::take(&mut self.open),
+            log: std::mem::take(&mut self.open),
+            count: std::mem::take(&mut self.open_count),
         })
     }
 

@@ -116,8 +116,9 @@
 //! [`Durability::Wal`], the default, keeps promises and votes in a
 //! write-ahead log. The acceptor core does no I/O: each state change is a
 //! [`Record`]; [`Acceptor::poll_persist`] hands out what a burst of input
-//! produced as one [`PersistBatch`], and every answer produced meanwhile is
-//! held until the shell reports the batch synced with
+//! produced as one [`PersistBatch`] (framed for the log already; an
+//! accept's record is copied from the accept's bytes), and every answer
+//! produced meanwhile is held until the shell reports the batch synced with
 //! [`Acceptor::persisted`]. The shell writes the batch with
 //! [`wal::Wal::write_batch`] (one `write`, one `fdatasync`: group commit)
 //! and replays the log with [`wal::Wal::open`] and [`Acceptor::recover`]

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::acceptor::{PersistBatch, Record};
 use crate::wire::value::{emit_value, parse_value};
-use crate::{AcceptorId, Ballot};
+use crate::{AcceptorId, Ballot, Instance};
 
 /// Bytes before a record's body.
 pub const FRAME_HEADER_LEN: usize = 8;
@@ -60,6 +60,27 @@ pub fn crc32(bytes: &[u8]) -> u32 {
         c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
     }
     !c
+}
+
+/// Appends an accept record, framed, to `out`, its value given as the
+/// bytes of a checked value ([`crate::wire::value`]): the acceptor's
+/// wire path logs what it received without building it.
+pub fn encode_accept(instance: Instance, ballot: Ballot, value: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+    out.push(3);
+    out.extend_from_slice(&instance.to_be_bytes());
+    out.extend_from_slice(&ballot.to_u64().to_be_bytes());
+    out.extend_from_slice(value);
+    finish_frame(out, start);
+}
+
+/// Writes the length and checksum of the frame that starts at `start`.
+fn finish_frame(out: &mut [u8], start: usize) {
+    let body_len = (out.len() - start - FRAME_HEADER_LEN) as u32;
+    let crc = crc32(&out[start + FRAME_HEADER_LEN..]);
+    out[start..start + 4].copy_from_slice(&body_len.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Appends `r`, framed, to `out`.
@@ -96,10 +117,7 @@ pub fn encode_record(r: &Record, out: &mut Vec<u8>) {
             out.extend_from_slice(&i.to_be_bytes());
         }
     }
-    let body_len = (out.len() - start - FRAME_HEADER_LEN) as u32;
-    let crc = crc32(&out[start + FRAME_HEADER_LEN..]);
-    out[start..start + 4].copy_from_slice(&body_len.to_be_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+    finish_frame(out, start);
 }
 
 fn be_u64(b: &[u8]) -> Option<u64> {
@@ -215,10 +233,11 @@ impl Wal {
         self.file.sync_data()
     }
 
-    /// Writes a batch and syncs once (group commit); afterwards the shell
-    /// calls [`crate::Acceptor::persisted`] with the batch's id.
+    /// Writes a batch (already framed) in one write and syncs once (group
+    /// commit); afterwards the shell calls [`crate::Acceptor::persisted`]
+    /// with the batch's id.
     pub fn write_batch(&mut self, batch: &PersistBatch) -> io::Result<()> {
-        self.append(&batch.records)?;
+        self.file.write_all(&batch.log)?;
         self.sync()
     }
 }

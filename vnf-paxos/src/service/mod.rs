@@ -270,7 +270,7 @@ impl Core {
             match wal.write_batch(&batch) {
                 Ok(()) => {
                     counters.wal_batches += 1;
-                    counters.wal_records += batch.records.len() as u64;
+                    counters.wal_records += batch.count as u64;
                     a.acceptor.persisted(batch.id);
                 }
                 Err(e) => {

@@ -291,7 +291,7 @@ impl Sim {
             // Provisioning writes the identity before the acceptor serves.
             if let Some(a) = &mut node.acc {
                 while let Some(b) = a.poll_persist() {
-                    node.durable.extend(b.records);
+                    node.durable.extend(b.records());
                     a.persisted(b.id);
                 }
             }
@@ -385,7 +385,8 @@ impl Sim {
                 let node = &mut self.accs[k];
                 if let Some(a) = &mut node.acc {
                     while let Some(b) = a.poll_persist() {
-                        node.syncing.push((self.now + sync_delay, b.id, b.records));
+                        node.syncing
+                            .push((self.now + sync_delay, b.id, b.records()));
                     }
                     while let Some(t) = a.poll_transmit() {
                         out.push(t);
