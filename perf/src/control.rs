@@ -24,7 +24,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use libnfvinc::direct::DirectAuth;
 use libnfvinc::fd::FdClient;
-use libnfvinc::rest::{Client, Instance};
+use libnfvinc::rest::{Client, Instance, OpOutcome};
 use serde_json::{Value, json};
 use vnf_fd::wire::Target;
 use vnf_fd::{ProcessId, ProcessSpec};
@@ -86,6 +86,57 @@ fn histogram() -> Histogram<u64> {
 
 fn record(h: &mut Histogram<u64>, d: Duration) {
     h.saturating_record(d.as_nanos().min(u128::from(u64::MAX)) as u64);
+}
+
+/// What kind of failure an error is, for counting: the HTTP status and
+/// problem title of an API error (`503 Service Unavailable`), else the
+/// client-side kind (`HTTP timeout`, `HTTP connect`, ...).
+fn error_kind(e: &libnfvinc::rest::Error) -> String {
+    use libnfvinc::rest::Error;
+    match e {
+        Error::Api(p) => format!("{} {}", p.status, p.title),
+        Error::Http(h) if h.is_timeout() => "HTTP timeout".into(),
+        Error::Http(h) if h.is_connect() => "HTTP connect".into(),
+        Error::Http(h) if h.is_request() => "HTTP request".into(),
+        Error::Http(h) if h.is_body() || h.is_decode() => "HTTP body".into(),
+        Error::Http(_) => "HTTP other".into(),
+        Error::Decode(_) => "unexpected answer".into(),
+        Error::Timeout(_) => "timed out".into(),
+    }
+}
+
+/// Failures counted by kind, with the first message of each kind (the
+/// figures of a run with errors are not those of a healthy daemon, so the
+/// report says which errors there were, not only how many).
+#[derive(Debug, Default)]
+struct Errors {
+    by_kind: std::collections::BTreeMap<String, (u64, String)>,
+}
+
+impl Errors {
+    fn add(&mut self, kind: String, message: impl FnOnce() -> String) {
+        self.by_kind.entry(kind).or_insert_with(|| (0, message())).0 += 1;
+    }
+
+    fn merge(&mut self, other: Errors) {
+        for (kind, (n, first)) in other.by_kind {
+            self.by_kind.entry(kind).or_insert((0, first)).0 += n;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.by_kind.values().map(|(n, _)| n).sum()
+    }
+
+    /// `{kind: {count, first}}`.
+    fn json(&self) -> Value {
+        Value::Object(
+            self.by_kind
+                .iter()
+                .map(|(k, (n, first))| (k.clone(), json!({"count": n, "first": first})))
+                .collect(),
+        )
+    }
 }
 
 /// The daemon this scenario started; stopped with SIGTERM when dropped.
@@ -182,7 +233,7 @@ fn direct(i: &Instance) -> anyhow::Result<FdClient> {
 }
 
 /// Runs the scenario and returns its report.
-pub fn run(a: &ControlArgs, stop: &AtomicBool) -> anyhow::Result<Value> {
+pub fn run(a: &ControlArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Value> {
     let nfvinc = match &a.nfvinc {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("nfvinc"),
@@ -211,7 +262,7 @@ pub fn run(a: &ControlArgs, stop: &AtomicBool) -> anyhow::Result<Value> {
     // in the tenant's existing network (as an application that already
     // holds an instance sees it).
     let mut connect = histogram();
-    let (mut connect_errors, mut connect_first_error) = (0u64, None::<String>);
+    let mut connect_errors = Errors::default();
     let bound = Instant::now() + Duration::from_secs(60);
     for n in 0..a.connects {
         if stop.load(Ordering::Relaxed) || Instant::now() > bound {
@@ -223,15 +274,16 @@ pub fn run(a: &ControlArgs, stop: &AtomicBool) -> anyhow::Result<Value> {
             Ok(i) => i,
             Err(e) => {
                 // Counted and reported, not fatal: the other figures stand.
-                connect_errors += 1;
-                connect_first_error.get_or_insert_with(|| e.to_string());
+                connect_errors.add(error_kind(&e), || e.to_string());
                 continue;
             }
         };
-        let mut d = direct(&i)?;
-        d.query(Target::All)
-            .with_context(|| format!("first direct request to {}", i.id))?;
-        record(&mut connect, t.elapsed());
+        // An instance whose direct channel does not answer was not
+        // usable: counted with the failed creates.
+        match direct(&i).and_then(|mut d| Ok(d.query(Target::All)?)) {
+            Ok(_) => record(&mut connect, t.elapsed()),
+            Err(e) => connect_errors.add("direct channel".into(), || format!("{}: {e:#}", i.id)),
+        }
         client.remove(&i.id)?;
     }
     tracing::info!(
@@ -247,37 +299,42 @@ pub fn run(a: &ControlArgs, stop: &AtomicBool) -> anyhow::Result<Value> {
         .map(|_| Client::connect(&url, &key))
         .collect::<Result<_, _>>()
         .context("opening the clients' sessions")?;
-    let errors = Arc::new(AtomicU64::new(0));
-    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let go = Instant::now();
     let end = go + Duration::from_secs(a.duration);
     let threads: Vec<_> = sessions
         .into_iter()
         .map(|c| {
-            let (id, errors, first) = (inst.id.clone(), errors.clone(), first_error.clone());
+            let (id, stop) = (inst.id.clone(), stop.clone());
             std::thread::spawn(move || {
-                let mut h = histogram();
+                let (mut h, mut errors) = (histogram(), Errors::default());
                 let args = json!({"process": 1});
-                while Instant::now() < end {
+                while Instant::now() < end && !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     match c.op(&id, "query", args.clone()) {
-                        Ok(_) => record(&mut h, t.elapsed()),
-                        Err(e) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            first.lock().unwrap().get_or_insert_with(|| e.to_string());
+                        Ok(OpOutcome::Done(_)) => record(&mut h, t.elapsed()),
+                        // A read is never logged for later; if it were,
+                        // it would not have been answered.
+                        Ok(OpOutcome::Scheduled(r)) => {
+                            errors.add("202 Accepted (scheduled)".into(), || r.id.clone())
                         }
+                        Err(e) => errors.add(error_kind(&e), || e.to_string()),
                     }
                 }
-                h
+                (h, errors)
             })
         })
         .collect();
     let mut rest = histogram();
+    let mut rest_errors = Errors::default();
     for t in threads {
-        let h = t
+        let (h, e) = t
             .join()
             .map_err(|_| anyhow::anyhow!("a REST client panicked"))?;
         rest.add(&h).context("merging histograms")?;
+        rest_errors.merge(e);
+    }
+    for (kind, (n, first)) in &rest_errors.by_kind {
+        tracing::warn!("REST query: {n} errors {kind} (first: {first})");
     }
     let rest_s = go.elapsed().as_secs_f64();
 
@@ -301,30 +358,37 @@ pub fn run(a: &ControlArgs, stop: &AtomicBool) -> anyhow::Result<Value> {
         "duration_s": rest_s,
         "first_connect_ns": first_connect.as_nanos() as u64,
         "connect_ns": summary(&connect),
-        "connect_errors": connect_errors,
-        "connect_first_error": connect_first_error,
+        "connect_errors": connect_errors.total(),
+        "connect_errors_by_kind": connect_errors.json(),
         "rest_ops": rest.len(),
         "rest_ops_per_s": rest.len() as f64 / rest_s,
-        // Answers other than 200: under this load mostly 503, the VNF's
-        // control queue being full (see rest_first_error).
-        "rest_errors": errors.load(Ordering::Relaxed),
-        "rest_first_error": first_error.lock().unwrap().clone(),
+        // Operations not answered 200, by kind (status and problem title,
+        // or the client-side failure), each with its first message.
+        "rest_errors": rest_errors.total(),
+        "rest_errors_by_kind": rest_errors.json(),
         "latency_ns": summary(&rest),
         "direct_latency_ns": summary(&direct_h),
     }))
 }
 
+/// Operations that failed in the run (REST and connects): a run with any
+/// did not measure a healthy daemon, and says so.
+pub fn errors(r: &Value) -> u64 {
+    r["rest_errors"].as_u64().unwrap_or(0) + r["connect_errors"].as_u64().unwrap_or(0)
+}
+
 /// The report as a few lines for a terminal.
 pub fn table(r: &Value) -> String {
     let ms = |v: &Value| v.as_f64().unwrap_or(0.0) / 1e6;
-    format!(
-        "connect (create -> first direct answer): {} instances, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
+    let mut s = format!(
+        "connect (create -> first direct answer): {} instances, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} errors)\n\
          REST query at {} clients: {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)\n\
          direct query, 1 client: p50 {:.1} µs, p99 {:.1} µs\n",
         r["connect_ns"]["count"],
         ms(&r["connect_ns"]["p50"]),
         ms(&r["connect_ns"]["p99"]),
         ms(&r["connect_ns"]["max"]),
+        r["connect_errors"],
         r["clients"],
         r["rest_ops_per_s"].as_f64().unwrap_or(0.0),
         ms(&r["latency_ns"]["p50"]),
@@ -332,5 +396,79 @@ pub fn table(r: &Value) -> String {
         r["rest_errors"],
         r["direct_latency_ns"]["p50"].as_f64().unwrap_or(0.0) / 1e3,
         r["direct_latency_ns"]["p99"].as_f64().unwrap_or(0.0) / 1e3,
-    )
+    );
+    for (phase, field) in [
+        ("connect", "connect_errors_by_kind"),
+        ("REST query", "rest_errors_by_kind"),
+    ] {
+        if let Some(kinds) = r[field].as_object() {
+            for (kind, v) in kinds {
+                s += &format!(
+                    "ERRORS in {phase}: {} x {kind} (first: {})\n",
+                    v["count"],
+                    v["first"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    if errors(r) > 0 {
+        s += "THIS RUN HAD ERRORS: its figures are not those of a healthy daemon\n";
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_counted_by_kind_and_a_run_with_any_says_so() {
+        let problem = |status: u16, title: &str| {
+            libnfvinc::rest::Error::Api(libnfvinc::rest::Problem {
+                kind: "about:blank".into(),
+                title: title.into(),
+                status,
+                detail: "details".into(),
+            })
+        };
+        let (mut a, mut b) = (Errors::default(), Errors::default());
+        for e in [
+            problem(503, "Service Unavailable"),
+            problem(502, "Bad Gateway"),
+        ] {
+            a.add(error_kind(&e), || e.to_string());
+        }
+        let e = problem(503, "Service Unavailable");
+        b.add(error_kind(&e), || "second".into());
+        a.merge(b);
+        assert_eq!(a.total(), 3);
+        let kinds = a.json();
+        assert_eq!(kinds["503 Service Unavailable"]["count"], 2);
+        assert_eq!(kinds["502 Bad Gateway"]["count"], 1);
+        assert!(
+            kinds["503 Service Unavailable"]["first"]
+                .as_str()
+                .unwrap()
+                .contains("details"),
+            "{kinds}"
+        );
+
+        let report = |rest: &Errors| {
+            json!({
+                "clients": 100, "connect_errors": 0, "rest_errors": rest.total(),
+                "rest_errors_by_kind": rest.json(), "connect_errors_by_kind": {},
+            })
+        };
+        let bad = report(&a);
+        assert_eq!(errors(&bad), 3);
+        let t = table(&bad);
+        assert!(
+            t.contains("ERRORS in REST query: 2 x 503 Service Unavailable"),
+            "{t}"
+        );
+        assert!(t.contains("THIS RUN HAD ERRORS"), "{t}");
+        let clean = report(&Errors::default());
+        assert_eq!(errors(&clean), 0);
+        assert!(!table(&clean).contains("ERRORS"));
+    }
 }

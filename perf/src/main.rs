@@ -61,6 +61,11 @@ fn run_control(args: &perf::control::ControlArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(p, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }
+    // Failed operations make the run a failure (the report is written
+    // all the same): scripts must not take its figures for a clean run's.
+    if perf::control::errors(&report) > 0 {
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
