@@ -142,13 +142,13 @@ impl FromRequestParts<AppState> for Caller {
         state
             .db
             .call(move |c| {
+                // Every request runs this: the statement is compiled once.
                 let row: Option<(i64, String, i64, i64)> = c
-                    .query_row(
+                    .prepare_cached(
                         "SELECT s.user_id, u.name, s.id, s.expires_at FROM sessions s
                          JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
-                        [hash],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
+                    )?
+                    .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                     .optional()?;
                 match row {
                     None => Err(ApiError::Unauthorized("unknown bearer token".into())),

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use dataplane::control::{CallError, ControlClient};
 use serde_json::{Map, Value};
@@ -12,7 +13,7 @@ use crate::error::ApiError;
 use crate::manager;
 use crate::scheduler::{self, RequestStatus};
 use crate::services;
-use crate::state::AppState;
+use crate::state::{AppState, CONTROL_CALLS};
 
 /// Where an instance's control socket is.
 pub fn control_path(state: &AppState, instance_id: &str) -> PathBuf {
@@ -96,35 +97,97 @@ pub async fn send_control(
     let rt = state.registry.get(instance_id);
     let _permit = match &rt {
         Some(rt) => Some(
-            rt.calls
-                .acquire()
-                .await
-                .map_err(|_| SendError::NotDelivered("instance is closing".into()))?,
+            match tokio::time::timeout(CALL_WAIT, rt.calls.acquire()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(SendError::NotDelivered("instance is closing".into())),
+                Err(_) => {
+                    return Err(SendError::Busy(format!(
+                        "{CONTROL_CALLS} control calls in progress and no turn within {} s",
+                        CALL_WAIT.as_secs()
+                    )));
+                }
+            },
         ),
         None => None,
     };
-    // The control client is blocking (it is the dataplane's own, shared
-    // with the VNFs' tests); a blocking thread keeps it off the executor.
-    tokio::task::spawn_blocking(move || {
-        let mut client =
-            ControlClient::connect(&path).map_err(|e| SendError::NotDelivered(e.to_string()))?;
-        client.call(&request).map_err(|e| match e {
-            CallError::Refused(m) if m.starts_with("VNF busy") => SendError::Busy(m),
-            CallError::Refused(m) if m.starts_with("VNF is shutting down") => {
-                SendError::NotDelivered(m)
-            }
-            CallError::Refused(m)
-                if m.starts_with("VNF worker did not answer")
-                    || m.starts_with("VNF dropped the request") =>
-            {
-                SendError::Lost(m)
-            }
-            CallError::Refused(m) => SendError::Refused(m),
-            other => SendError::Lost(other.to_string()),
+    // A connection kept from an earlier call to the same process, if any.
+    let pid = state.vim.pid(instance_id);
+    let deadline = tokio::time::Instant::now() + CALL_WAIT;
+    let mut backoff = Duration::from_millis(1);
+    let mut kept = match (&rt, pid) {
+        (Some(rt), Some(pid)) => rt.take_conn(pid),
+        _ => None,
+    };
+    loop {
+        let (path, request) = (path.clone(), request.clone());
+        // The control client is blocking (it is the dataplane's own, shared
+        // with the VNFs' tests); a blocking thread keeps it off the executor.
+        let (result, conn) = tokio::task::spawn_blocking(move || {
+            let mut client = match kept {
+                Some(c) => c,
+                None => match ControlClient::connect(&path) {
+                    Ok(c) => c,
+                    Err(e) => return (Err(SendError::NotDelivered(e.to_string())), None),
+                },
+            };
+            let result = client.call(&request);
+            // A whole reply leaves the connection ready for the next call;
+            // after anything else it may be out of step: closed.
+            let reusable = matches!(result, Ok(_) | Err(CallError::Refused(_)));
+            (result.map_err(classify), reusable.then_some(client))
         })
-    })
-    .await
-    .unwrap_or_else(|e| Err(SendError::Lost(format!("control call task failed: {e}"))))
+        .await
+        .unwrap_or_else(|e| {
+            (
+                Err(SendError::Lost(format!("control call task failed: {e}"))),
+                None,
+            )
+        });
+        kept = conn;
+        match result {
+            // "Busy" means the VNF queued nothing: safe to send again. Its
+            // queue is full of calls from elsewhere (ours are bounded well
+            // below it), which it serves in microseconds each, so a short
+            // wait beats answering 503 to a client of a healthy instance.
+            Err(SendError::Busy(m)) if tokio::time::Instant::now() + backoff < deadline => {
+                tracing::debug!(instance = %instance_id, "VNF busy ({m}); trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+            }
+            result => {
+                if let (Some(rt), Some(pid), Some(c)) = (&rt, pid, kept) {
+                    rt.put_conn(pid, c);
+                }
+                return result;
+            }
+        }
+    }
+}
+
+/// Longest wait of an operation for its turn at the instance's control
+/// socket (behind [`CONTROL_CALLS`] calls in progress, or a VNF that says
+/// its queue is full) before it is answered 503 with Retry-After. A burst
+/// waits in line instead of being refused; a line so long that a turn
+/// takes this long means an overloaded instance, which the client hears
+/// about rather than holding its request open indefinitely.
+pub const CALL_WAIT: Duration = Duration::from_secs(10);
+
+/// What a failed control call means for the request.
+fn classify(e: CallError) -> SendError {
+    match e {
+        CallError::Refused(m) if m.starts_with("VNF busy") => SendError::Busy(m),
+        CallError::Refused(m) if m.starts_with("VNF is shutting down") => {
+            SendError::NotDelivered(m)
+        }
+        CallError::Refused(m)
+            if m.starts_with("VNF worker did not answer")
+                || m.starts_with("VNF dropped the request") =>
+        {
+            SendError::Lost(m)
+        }
+        CallError::Refused(m) => SendError::Refused(m),
+        other => SendError::Lost(other.to_string()),
+    }
 }
 
 /// What became of an operation.
@@ -165,7 +228,7 @@ pub async fn submit(
     op.validate(&args).map_err(ApiError::Unprocessable)?;
     let rt = state.registry.insert(&row.id, false);
     let _gate = rt.gate.read().await;
-    if rt.is_available() && !scheduler::has_pending(state, &row.id).await? {
+    if rt.is_available() && !scheduler::has_pending_for(state, &rt, &row.id).await? {
         match send_to(state, &row, op.name, &args).await {
             Ok(v) => {
                 state.metrics.ops_direct.fetch_add(1, Ordering::Relaxed);

@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use crate::broker::{self, SendError};
 use crate::db::now_ms;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, InstanceRt};
 
 /// A logged request as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -90,6 +90,11 @@ pub async fn enqueue(
             Ok(())
         })
         .await?;
+    // Counted once durable: a look-up that found the log empty before
+    // this commit then no longer passes for current.
+    if let Some(rt) = state.registry.get(instance_id) {
+        rt.logged.fetch_add(1, Ordering::AcqRel);
+    }
     state.metrics.scheduled.fetch_add(1, Ordering::Relaxed);
     Ok(RequestStatus {
         id,
@@ -134,6 +139,28 @@ pub async fn has_pending(state: &AppState, instance_id: &str) -> Result<bool, Ap
             )?)
         })
         .await
+}
+
+/// [`has_pending`] for an operation on a registered instance: answered
+/// from memory when the log was found empty and nothing was logged for the
+/// instance since (the steady state of a healthy instance), else from the
+/// database. Only replays take requests out of the log, and they hold the
+/// instance's gate alone, so a log found empty stays empty until the next
+/// request is logged.
+pub async fn has_pending_for(
+    state: &AppState,
+    rt: &InstanceRt,
+    instance_id: &str,
+) -> Result<bool, ApiError> {
+    let logged = rt.logged.load(Ordering::Acquire);
+    if rt.log_empty_at.load(Ordering::Acquire) == logged {
+        return Ok(false);
+    }
+    let pending = has_pending(state, instance_id).await?;
+    if !pending {
+        rt.log_empty_at.store(logged, Ordering::Release);
+    }
+    Ok(pending)
 }
 
 /// Pending requests in the log, for `/metrics`.

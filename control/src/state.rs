@@ -57,6 +57,19 @@ pub struct InstanceRt {
     /// bounding our own calls well below that keeps a burst of REST
     /// operations waiting here, instead of being refused by a healthy VNF.
     pub calls: Semaphore,
+    /// Requests logged for this instance (by the Scheduler) since it was
+    /// registered; with `log_empty_at`, spares healthy operations a
+    /// database look-up for pending requests.
+    pub logged: AtomicU64,
+    /// What `logged` was when the log was last found to hold nothing
+    /// pending for the instance (`u64::MAX`: not yet looked). Equal to
+    /// `logged` means nothing was logged since, so nothing is pending.
+    pub log_empty_at: AtomicU64,
+    /// Idle connections to the VNF's control socket, each with the pid of
+    /// the process it was opened to. A call takes one (or opens one) and
+    /// puts it back after a whole reply: a REST operation then costs no
+    /// connect, and the VNF no connection thread of its own.
+    pub conns: Mutex<Vec<(u32, dataplane::control::ControlClient)>>,
     /// Events of the daemon's own member of the instance (deliveries,
     /// decisions), for SSE streams.
     pub events: broadcast::Sender<Value>,
@@ -78,8 +91,33 @@ impl InstanceRt {
             busy: AtomicBool::new(false),
             restarts: AtomicU64::new(0),
             calls: Semaphore::new(CONTROL_CALLS),
+            conns: Mutex::new(Vec::with_capacity(CONTROL_CALLS)),
+            logged: AtomicU64::new(0),
+            log_empty_at: AtomicU64::new(u64::MAX),
             events: broadcast::channel(1024).0,
             gateway: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// An idle control connection to process `pid`, if one is kept and
+    /// still usable; the others (to a process that exited or was replaced,
+    /// or with an unread stray reply) are closed on the way.
+    pub fn take_conn(&self, pid: u32) -> Option<dataplane::control::ControlClient> {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((p, c)) = conns.pop() {
+            if p == pid && c.is_reusable() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps an idle control connection to process `pid` for the next call
+    /// (at most [`CONTROL_CALLS`], as many as calls run at once).
+    pub fn put_conn(&self, pid: u32, c: dataplane::control::ControlClient) {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if conns.len() < CONTROL_CALLS {
+            conns.push((pid, c));
         }
     }
 
@@ -131,5 +169,57 @@ impl Registry {
             .keys()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use dataplane::control::{ControlClient, ControlSocket};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn kept_control_connections_serve_only_their_process_and_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vnf.sock");
+        let (sock, inbox) = ControlSocket::bind(&path).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        // The VNF's worker: answers every request, as a VNF loop would.
+        let worker = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match inbox.try_next() {
+                    Some(r) => r.ok(json!("ok")),
+                    None => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        let rt = InstanceRt::new(true);
+        let call = |c: &mut ControlClient| c.call(&json!({"op": "health"})).unwrap();
+
+        let mut c = ControlClient::connect(&path).unwrap();
+        assert_eq!(call(&mut c), "ok");
+        rt.put_conn(7, c);
+        let mut again = rt.take_conn(7).expect("kept for the same process");
+        assert_eq!(call(&mut again), "ok", "and still answers");
+        rt.put_conn(7, again);
+        // A replaced process (heal, scale) never gets the old connections:
+        // they are closed on the way.
+        assert!(rt.take_conn(8).is_none());
+        assert!(rt.take_conn(7).is_none(), "the pool was emptied");
+
+        for _ in 0..CONTROL_CALLS + 4 {
+            rt.put_conn(7, ControlClient::connect(&path).unwrap());
+        }
+        assert_eq!(rt.conns.lock().unwrap().len(), CONTROL_CALLS);
+
+        stop.store(true, Ordering::Relaxed);
+        worker.join().unwrap();
+        drop(sock);
     }
 }
