@@ -206,7 +206,7 @@ pub fn summary(run: &Run) -> String {
     }
     let ms = |k: &str, p: &str| e[k][p].as_f64().unwrap_or(f64::NAN) / 1e6;
     format!(
-        "{}: {:.0} heartbeats/s, detection p50/p99/max {:.1}/{:.1}/{:.1} ms, false suspicions {} (local pauses {}), link down p50/max {:.2}/{:.2} ms, detector cpu {:.2} s ({:.0}% of a core)",
+        "{}: {:.0} heartbeats/s, detection p50/p99/max {:.1}/{:.1}/{:.1} ms, false suspicions {} (local pauses {}, shared silences {}), link down p50/max {:.2}/{:.2} ms, detector cpu {:.2} s ({:.0}% of a core)",
         run.backend,
         e["heartbeats_per_s"].as_f64().unwrap_or(0.0),
         ms("detection_ns", "p50"),
@@ -214,6 +214,7 @@ pub fn summary(run: &Run) -> String {
         ms("detection_ns", "max"),
         e["false_suspicions"],
         e["local_pauses"],
+        e["shared_silences"],
         ms("link_down_ns", "p50"),
         ms("link_down_ns", "max"),
         e["cpu_s"].as_f64().unwrap_or(f64::NAN),
@@ -316,8 +317,8 @@ fn detector_rate(
                 .skip(first)
                 .take(MEM_BURST.min(msgs.len() - first))
             {
-                if let Ok((_, Message::Heartbeat(h))) = Message::parse_nfv(m) {
-                    burst.push((h.process, Time::from_nanos(base + i as u64 * spacing)));
+                if let Some(process) = Message::heartbeat_process(m) {
+                    burst.push((process, Time::from_nanos(base + i as u64 * spacing)));
                 }
             }
             det.heartbeats(&burst);
@@ -915,6 +916,7 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     }
     let dropped = counter(&control, "events_dropped").unwrap_or(0);
     let pauses = counter(&control, "local_pauses").unwrap_or(0);
+    let silences = counter(&control, "shared_silences").unwrap_or(0);
     events_stop.store(true, Ordering::Relaxed);
     let _ = collector.join();
     let status = vnf.stop()?;
@@ -1023,6 +1025,9 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     // Times the detector held judgement after finding itself woken late
     // (whole run): how often this machine stalled it.
     e.insert("local_pauses".into(), json!(pauses));
+    // Silences of a whole link (a host or path stalled) during which
+    // judgement was held (whole run).
+    e.insert("shared_silences".into(), json!(silences));
     if interrupted {
         e.insert("interrupted".into(), json!(true));
     }

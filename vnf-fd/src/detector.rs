@@ -188,6 +188,11 @@ pub struct Counters {
     pub unknown: u64,
     /// Transitions recorded.
     pub transitions: u64,
+    /// Silences shared by a whole link (or by every process behind no
+    /// link) noticed: see [`Detector::set_max_hold`].
+    pub shared_silences: u64,
+    /// Judgements held because the process's silence was shared.
+    pub held: u64,
 }
 
 /// A multiplicative hash for `ProcessId`s: a per-heartbeat lookup must
@@ -228,6 +233,8 @@ struct Link {
     changed_at: u64,
     /// Slots of the processes behind it.
     members: Vec<u32>,
+    /// A silence of every process behind it, while it lasts.
+    silence: Option<Silence>,
 }
 
 impl Default for Link {
@@ -237,8 +244,40 @@ impl Default for Link {
             up: true,
             changed_at: 0,
             members: Vec::new(),
+            silence: None,
         }
     }
+}
+
+/// Overdue processes behind one link needed before their silence counts
+/// as shared: fewer could be a few crashes at once.
+const SHARED_CROWD: usize = 8;
+/// How often judgement held by a shared silence is looked at again.
+const RECHECK_NS: u64 = 1_000_000;
+/// [`Detector::set_max_hold`]'s default.
+pub const DEFAULT_MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A silence of every process behind a link.
+#[derive(Debug, Clone, Copy)]
+struct Silence {
+    /// The link's latest arrival when the silence was noticed.
+    since: u64,
+    /// When it was noticed.
+    noticed: u64,
+    /// The first arrival after it, once the link speaks again.
+    resumed: Option<u64>,
+}
+
+/// What to do with the processes of one link whose deadlines passed.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// Suspect them: their silence is their own.
+    Judge,
+    /// The whole link is silent: look again then.
+    HoldUntil(u64),
+    /// The link spoke again at this time after a shared silence: give each
+    /// process one interval and margin from then to be heard.
+    Resumed(u64),
 }
 
 /// What a heartbeat touches of a process, in one cache line: with a
@@ -425,6 +464,13 @@ pub struct Detector {
     timers: Timers,
     /// Scratch for `handle_timeout`: deadlines passed, and whose.
     expired: Vec<(u64, u32)>,
+    /// Scratch for `handle_timeout`: each link's verdict, once per call.
+    verdicts: Vec<(Option<LinkId>, Verdict)>,
+    /// Processes behind no link, as one link that never goes down.
+    unlinked: Link,
+    /// How long a shared silence may hold judgement, in nanoseconds; 0
+    /// never holds.
+    max_hold: u64,
     log: Log,
     counters: Counters,
 }
@@ -455,6 +501,9 @@ impl Detector {
             links: HashMap::new(),
             timers: Timers::default(),
             expired: Vec::new(),
+            verdicts: Vec::new(),
+            unlinked: Link::default(),
+            max_hold: crate::time::duration_nanos(DEFAULT_MAX_HOLD),
             log: Log {
                 events: VecDeque::with_capacity(processes.max(16)),
                 next_seq: 0,
@@ -524,14 +573,9 @@ impl Detector {
             }
         };
         let t = now.as_nanos();
-        let (link_pos, down) = match spec.link {
-            Some(l) => {
-                let link = self.links.entry(l).or_default();
-                link.members.push(slot);
-                ((link.members.len() - 1) as u32, !link.up)
-            }
-            None => (0, false),
-        };
+        let link = self.link_entry(spec.link);
+        link.members.push(slot);
+        let (link_pos, down) = ((link.members.len() - 1) as u32, !link.up);
         let (Some(h), Some(c)) = (
             self.hot.get_mut(slot as usize),
             self.cold.get_mut(slot as usize),
@@ -591,11 +635,24 @@ impl Detector {
         Ok(())
     }
 
+    /// The link `link` names (created up if never heard of), or the
+    /// processes behind none.
+    fn link_entry(&mut self, link: Option<LinkId>) -> &mut Link {
+        match link {
+            Some(l) => self.links.entry(l).or_default(),
+            None => &mut self.unlinked,
+        }
+    }
+
     /// Removes the member at `pos` of `link`'s list, keeping the moved
     /// member's position right.
     fn unlink(&mut self, link: Option<LinkId>, pos: u32) {
-        let Some(l) = link.and_then(|l| self.links.get_mut(&l)) else {
-            return;
+        let l = match link {
+            Some(id) => match self.links.get_mut(&id) {
+                Some(l) => l,
+                None => return,
+            },
+            None => &mut self.unlinked,
         };
         let pos = pos as usize;
         if pos < l.members.len() {
@@ -624,14 +681,9 @@ impl Detector {
             None => return Err(FdError::UnknownProcess(id)),
         };
         self.unlink(old, pos);
-        let (pos, down) = match link {
-            Some(l) => {
-                let l = self.links.entry(l).or_default();
-                l.members.push(slot);
-                ((l.members.len() - 1) as u32, !l.up)
-            }
-            None => (0, false),
-        };
+        let l = self.link_entry(link);
+        l.members.push(slot);
+        let (pos, down) = ((l.members.len() - 1) as u32, !l.up);
         let (Some(h), Some(c)) = (
             self.hot.get_mut(slot as usize),
             self.cold.get_mut(slot as usize),
@@ -966,9 +1018,11 @@ impl Detector {
     }
 
     /// Suspects every `Correct` process whose deadline is at or before
-    /// `now` (cause [`Cause::Timeout`]), in the order of their deadlines.
-    /// Work is proportional to the timers that are due, not to the number
-    /// of processes.
+    /// `now` (cause [`Cause::Timeout`]), in the order of their deadlines,
+    /// unless its silence is shared (see [`Detector::set_max_hold`]). Work
+    /// is proportional to the timers that are due, plus one pass over the
+    /// members of each link they sit behind, not to the number of
+    /// processes.
     pub fn handle_timeout(&mut self, now: Time) {
         let t = now.as_nanos();
         let hot = &self.hot;
@@ -977,18 +1031,136 @@ impl Detector {
         if self.expired.is_empty() {
             return;
         }
-        self.expired.sort_unstable();
-        for &(_, slot) in &self.expired {
-            if let (Some(h), Some(c)) = (
+        let mut expired = std::mem::take(&mut self.expired);
+        expired.sort_unstable();
+        self.verdicts.clear();
+        for &(_, slot) in &expired {
+            let Some(c) = self.cold.get(slot as usize) else {
+                continue;
+            };
+            let link = c.link;
+            let verdict = match self.verdicts.iter().find(|(l, _)| *l == link) {
+                Some(&(_, v)) => v,
+                None => {
+                    let v = self.link_verdict(link, slot, t);
+                    self.verdicts.push((link, v));
+                    v
+                }
+            };
+            let (Some(h), Some(c)) = (
                 self.hot.get_mut(slot as usize),
                 self.cold.get_mut(slot as usize),
-            ) {
-                h.deadline = NEVER;
-                self.log.record(h, c, State::Suspected, t, Cause::Timeout);
-                self.counters.transitions += 1;
+            ) else {
+                continue;
+            };
+            let hold = match verdict {
+                Verdict::Judge => None,
+                Verdict::HoldUntil(u) => Some(u),
+                Verdict::Resumed(r) => Some(r.saturating_add(h.grace())).filter(|&u| u > t),
+            };
+            match hold {
+                Some(until) => {
+                    arm(&mut self.timers, slot, h, until);
+                    self.counters.held += 1;
+                }
+                None => {
+                    h.deadline = NEVER;
+                    self.log.record(h, c, State::Suspected, t, Cause::Timeout);
+                    self.counters.transitions += 1;
+                }
             }
         }
-        self.expired.clear();
+        expired.clear();
+        self.expired = expired;
+    }
+
+    /// How long judgement may be held while every process behind a link
+    /// is silent at once (default [`DEFAULT_MAX_HOLD`]; zero never holds).
+    ///
+    /// When at least eight processes behind one link (the processes behind
+    /// no link count as one) are overdue by half a margin and none of the
+    /// link's processes has been heard for half a margin either, the
+    /// silence is the path's, not theirs: a stalled host or queue on the
+    /// way (a virtual CPU descheduled, network softirqs deferred), and
+    /// independent crashes would not all fall silent at the same instant.
+    /// Their suspicions are then held, as HashiCorp's Lifeguard holds its
+    /// own when its node is the one in trouble: until the link speaks
+    /// again, and then for one interval and margin more, each process's
+    /// own, for its catch-up heartbeat. A process that crashed meanwhile is
+    /// suspected at that point. If the link stays silent for `max_hold`,
+    /// its processes are judged as usual: a whole host that died is
+    /// suspected that much later than one process would be. Processes that
+    /// are heard stay `Correct` throughout; a link going down still makes
+    /// its processes `Unreachable` at once.
+    pub fn set_max_hold(&mut self, max_hold: std::time::Duration) {
+        self.max_hold = crate::time::duration_nanos(max_hold);
+    }
+
+    /// Whether the silence of the process in `slot`, whose deadline passed
+    /// at `t`, is shared by its link: one pass over the link's members.
+    fn link_verdict(&mut self, link: Option<LinkId>, slot: u32, t: u64) -> Verdict {
+        let max_hold = self.max_hold;
+        let half = self.hot.get(slot as usize).map_or(0, |h| h.margin / 2);
+        let l = match link {
+            Some(id) => match self.links.get_mut(&id) {
+                Some(l) => l,
+                None => return Verdict::Judge,
+            },
+            None => &mut self.unlinked,
+        };
+        if max_hold == 0 || l.members.len() < SHARED_CROWD {
+            return Verdict::Judge;
+        }
+        let since = l.silence.map_or(u64::MAX, |s| s.since);
+        // A member's latest arrival is read off its expected next one, on
+        // the line a heartbeat touches anyway.
+        let (mut latest, mut first_after, mut overdue) = (0u64, u64::MAX, 0usize);
+        for &m in &l.members {
+            let Some(h) = self.hot.get(m as usize) else {
+                continue;
+            };
+            let Some(expected) = h.est.expected() else {
+                continue;
+            };
+            let arrival = expected.saturating_sub(h.interval);
+            latest = latest.max(arrival);
+            if arrival > since {
+                first_after = first_after.min(arrival);
+            }
+            if h.state == Some(State::Correct) && expected.saturating_add(h.margin / 2) <= t {
+                overdue += 1;
+            }
+        }
+        let shared = t.saturating_sub(latest) > half && overdue >= SHARED_CROWD;
+        match l.silence {
+            Some(s) if latest <= s.since => {
+                if t.saturating_sub(s.noticed) >= max_hold {
+                    Verdict::Judge
+                } else {
+                    Verdict::HoldUntil(t.saturating_add(RECHECK_NS))
+                }
+            }
+            Some(mut s) if !shared => {
+                let r = *s.resumed.get_or_insert(first_after);
+                if t.saturating_sub(r) > max_hold {
+                    // Long over: the next silence is a new one.
+                    l.silence = None;
+                    return Verdict::Judge;
+                }
+                l.silence = Some(s);
+                Verdict::Resumed(r)
+            }
+            _ if shared => {
+                l.silence = Some(Silence {
+                    since: latest,
+                    noticed: t,
+                    resumed: None,
+                });
+                self.counters.shared_silences += 1;
+                Verdict::HoldUntil(t.saturating_add(RECHECK_NS))
+            }
+            _ => Verdict::Judge,
+        }
     }
 
     /// The oldest transition not yet handed out.

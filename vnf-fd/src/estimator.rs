@@ -22,7 +22,10 @@
 //! missing ones lost. An arrival after the freshness point (expected time
 //! plus margin) starts the history afresh: the sender was silent long
 //! enough to be suspected, and whatever phase it had before says nothing
-//! about the one it has now (a restart picks a new one).
+//! about the one it has now (a restart picks a new one). Until a second
+//! sample confirms it, that phase rests on one arrival, which may have
+//! waited in a stalled queue: an arrival more than half a period early
+//! then anchors it instead.
 
 /// The arrival history of one process, less its ring of samples.
 #[derive(Debug, Clone, Copy, Default)]
@@ -85,7 +88,12 @@ impl Chen {
         // How late this arrival is; negative when early.
         let late = t.wrapping_sub(self.expected) as i64;
         let half = (interval / 2) as i64;
-        if self.len == 0 || late >= margin as i64 {
+        // Right after a restart the phase rests on one arrival, which may
+        // have been a late one flushed out of a stalled queue together
+        // with others: an arrival more than half a period before the
+        // expected one is the sender's schedule showing through, and the
+        // better anchor (delays only ever make arrivals later).
+        if self.len == 0 || late >= margin as i64 || (self.len == 1 && late < -half) {
             return self.restart(ring, t, interval);
         }
         // The common case first: within half a period of the expected time,
@@ -199,6 +207,23 @@ mod tests {
         // Expected at 20, freshness point 25: at 27 the phase is new.
         assert_eq!(c.observe(&mut ring, 27 * MS, IV, 5 * MS), 37 * MS);
         assert_eq!(c.len, 1);
+    }
+
+    #[test]
+    fn a_restart_on_a_flushed_arrival_takes_the_next_on_schedule() {
+        let mut ring = [0; 8];
+        let mut c = Chen::default();
+        c.observe(&mut ring, 4 * MS, IV, 5 * MS);
+        // A stalled queue lets three heartbeats out at 60: one restart.
+        for _ in 0..3 {
+            assert_eq!(c.observe(&mut ring, 60 * MS, IV, 5 * MS), 70 * MS);
+        }
+        // The sender's schedule (…4) shows through at 64.
+        assert_eq!(c.observe(&mut ring, 64 * MS, IV, 5 * MS), 74 * MS);
+        assert_eq!(c.observe(&mut ring, 74 * MS, IV, 5 * MS), 84 * MS);
+        assert_eq!(c.len, 2);
+        // With two samples, an early one is a duplicate again.
+        assert_eq!(c.observe(&mut ring, 76 * MS, IV, 5 * MS), 84 * MS);
     }
 
     #[test]

@@ -77,6 +77,30 @@
 //! heartbeat deadline, so traffic can only delay a suspicion, never cause
 //! one.
 //!
+//! # Shared silences: when the path, not the process, is late
+//!
+//! The inequality above assumes the path delivers. On a real host it
+//! sometimes does not, for tens of milliseconds: a virtual CPU is
+//! descheduled, network softirqs are deferred to a thread that waits its
+//! turn, and every heartbeat behind that host or queue arrives late at
+//! once. Judging each process alone would suspect hundreds of healthy
+//! ones. So before suspecting, the detector asks whether the silence is
+//! shared: when at least eight processes behind the same link (those behind
+//! no link count as one) are overdue and the link has carried nothing from
+//! any of them for half a margin, independent crashes are not the likely
+//! story. Judgement is held until the link speaks again, and then for one
+//! interval and margin, each process's own, for its catch-up heartbeat;
+//! at most [`DEFAULT_MAX_HOLD`] (200 ms, configurable with
+//! [`Detector::set_max_hold`]), after which a whole silent host is
+//! suspected. This is HashiCorp Lifeguard's idea (a node that sees the
+//! trouble is local holds its accusations) applied per link. The check is
+//! a pass over the link's members at the time a deadline passes, so a
+//! heartbeat costs nothing more. One process crashing among others that
+//! are heard, or crashes behind a link that keeps carrying the others, are
+//! judged as before; processes that send in phase leave their link quiet
+//! between bursts, but then too few are overdue at once to count. The
+//! shell's own pauses (woken late) are handled in `service` the same way.
+//!
 //! # Timers: a hashed timer wheel, re-armed lazily
 //!
 //! Every heartbeat moves its process's deadline about Δ later. Keeping an
@@ -232,7 +256,7 @@ pub mod wire;
 
 pub use config::{Config, ConfigError, MAX_PERIOD, MAX_WINDOW};
 pub use detector::{
-    Cause, Counters, Detector, Evidence, FdError, GroupId, LinkId, ProcessId, ProcessInfo,
-    ProcessSpec, State, Transition,
+    Cause, Counters, DEFAULT_MAX_HOLD, Detector, Evidence, FdError, GroupId, LinkId, ProcessId,
+    ProcessInfo, ProcessSpec, State, Transition,
 };
 pub use time::Time;

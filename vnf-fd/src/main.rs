@@ -47,6 +47,12 @@ struct Args {
     /// arrival a heartbeat may be before the process is suspected.
     #[arg(long, default_value_t = 5.0)]
     margin_ms: f64,
+    /// Longest hold, in milliseconds, of the judgement of processes behind a
+    /// link (or behind none) that all fall silent at once: a stalled path
+    /// or host rather than crashes. They are judged when the link speaks
+    /// again, or after this long; 0 never holds.
+    #[arg(long, default_value_t = 200.0)]
+    max_hold_ms: f64,
     /// Default number of arrivals the expected arrival is averaged over.
     #[arg(long, default_value_t = 32)]
     window: u32,
@@ -95,7 +101,9 @@ fn run(args: Args) -> Result<()> {
     );
 
     let sessions = args.auth.sessions().map_err(anyhow::Error::msg)?;
-    let mut service = FdService::new(config, args.port)?.with_sessions(sessions);
+    let mut service = FdService::new(config, args.port)?
+        .with_sessions(sessions)
+        .with_max_hold(duration_ms("max-hold-ms", args.max_hold_ms)?);
     let ports_ns = args.ports_netns.as_deref();
     if !args.passive.is_empty() {
         let p = evidence::passive(&args.passive, ports_ns)

@@ -231,6 +231,13 @@ impl FdService {
         self
     }
 
+    /// Holds judgement at most this long while every process behind a
+    /// link is silent at once ([`Detector::set_max_hold`]).
+    pub fn with_max_hold(mut self, max_hold: Duration) -> Self {
+        self.det.set_max_hold(max_hold);
+        self
+    }
+
     /// Follows link state from `source`.
     pub fn with_links(mut self, source: Box<dyn LinkEvents>) -> Self {
         self.links = Some(source);
@@ -321,6 +328,10 @@ impl FdService {
         if self.sessions.admit(f.payload()).is_err() {
             // Counted by the session table; nothing goes back to a sender
             // that could not prove its session.
+            return;
+        }
+        if let Some(process) = Message::heartbeat_process(f.payload()) {
+            self.heartbeats.push((process, now));
             return;
         }
         let (nfv, msg) = match Message::parse_nfv(f.payload()) {
@@ -642,6 +653,8 @@ impl FdService {
             "ignored": d.ignored,
             "unknown": d.unknown,
             "transitions": d.transitions,
+            "shared_silences": d.shared_silences,
+            "held": d.held,
             "malformed": s.malformed,
             "unexpected": s.unexpected,
             "requests": s.requests,

@@ -587,3 +587,152 @@ fn queries_and_learned_links() {
     );
     assert!(d.set_config(ProcessId(1), config().with_window(0)).is_err());
 }
+
+/// The path behind one link stalls for 40 ms (a host descheduled, its
+/// softirqs deferred) and then delivers what it held: nobody behind it is
+/// suspected, except the three that crashed during the stall, each within
+/// one interval and margin of the link speaking again; a crash behind the
+/// other link meanwhile is suspected within its usual bound.
+#[test]
+fn a_stalled_path_holds_judgement_until_it_speaks_again() {
+    let jitter = Jitter::Uniform { min: 0, max: MS };
+    for (seed, wake) in [(1, Wake::Exact), (2, Wake::Tick(MS))] {
+        let mut sim = Sim::new(seed, config(), wake);
+        let stalled = sim.add_senders(0, 250, INTERVAL, jitter, plain().behind(LinkId(1)));
+        let flowing = sim.add_senders(1000, 250, INTERVAL, jitter, plain().behind(LinkId(2)));
+        let (from, to) = (1000 * MS, 1040 * MS);
+        sim.stalls.push((from..to, stalled.clone()));
+        let crashed_in_stall = [stalled.start + 3, stalled.start + 77, stalled.start + 200];
+        for &i in &crashed_in_stall {
+            sim.senders[i].crash_at = Some(from + 15 * MS);
+        }
+        let crashed_beside = flowing.start + 9;
+        sim.senders[crashed_beside].crash_at = Some(from + 10 * MS);
+        sim.run_until(3000 * MS);
+
+        let mut suspected: Vec<usize> = sim
+            .events
+            .iter()
+            .map(|e| sim.senders.iter().position(|s| s.id == e.process).unwrap())
+            .collect();
+        suspected.sort();
+        let mut expected = crashed_in_stall.to_vec();
+        expected.push(crashed_beside);
+        expected.sort();
+        assert_eq!(suspected, expected, "exactly the crashed ({wake:?})");
+        let tick = if let Wake::Tick(p) = wake { p } else { 0 };
+        for &i in &crashed_in_stall {
+            let [e] = sim.events_of(sim.senders[i].id)[..] else {
+                panic!("one transition")
+            };
+            let at = e.at.as_nanos();
+            assert!(at >= to, "suspected during the stall, at {at}");
+            assert!(
+                at <= to + INTERVAL + MARGIN + MS + tick,
+                "suspected {} ms after the link spoke again",
+                (at - to) as f64 / MS as f64
+            );
+        }
+        let s = &sim.senders[crashed_beside];
+        let [e] = sim.events_of(s.id)[..] else {
+            panic!("one transition")
+        };
+        let due = s.last_send.unwrap() + INTERVAL;
+        assert!(e.at.as_nanos() <= due + MARGIN + MS + tick, "usual bound");
+        let c = sim.det.counters();
+        assert_eq!(c.shared_silences, 1, "{c:?}");
+        assert!(c.held >= 100, "{c:?}");
+    }
+}
+
+/// Every process behind no link falls silent at once for 30 ms (the
+/// detector's own ingress stalled): no suspicion.
+#[test]
+fn a_stalled_ingress_suspects_nobody() {
+    let jitter = Jitter::Uniform {
+        min: 0,
+        max: 2 * MS,
+    };
+    let mut sim = Sim::new(7, config(), Wake::Tick(MS));
+    let all = sim.add_senders(0, 1000, INTERVAL, jitter, plain());
+    for k in 0..5 {
+        let from = (500 + 400 * k) * MS;
+        sim.stalls.push((from..from + 30 * MS, all.clone()));
+    }
+    sim.run_until(3000 * MS);
+    assert!(
+        sim.events.is_empty(),
+        "{:?}",
+        &sim.events[..sim.events.len().min(3)]
+    );
+    assert_eq!(sim.det.counters().shared_silences, 5);
+}
+
+/// A whole host behind one link dies: its processes are suspected once
+/// the link has been silent for the hold limit (here 50 ms), or within
+/// their usual bound when holding is turned off.
+#[test]
+fn a_dead_host_is_suspected_after_the_hold_limit() {
+    for hold in [Duration::from_millis(50), Duration::ZERO] {
+        let mut sim = Sim::new(3, config(), Wake::Exact);
+        sim.det.set_max_hold(hold);
+        let dead = sim.add_senders(
+            0,
+            100,
+            INTERVAL,
+            Jitter::Fixed(0),
+            plain().behind(LinkId(4)),
+        );
+        sim.add_senders(
+            1000,
+            100,
+            INTERVAL,
+            Jitter::Fixed(0),
+            plain().behind(LinkId(5)),
+        );
+        let crash = 700 * MS;
+        for i in dead.clone() {
+            sim.senders[i].crash_at = Some(crash);
+        }
+        sim.run_until(2000 * MS);
+        assert_eq!(sim.events.len(), 100, "every process of the dead host");
+        let last = sim.events.iter().map(|e| e.at.as_nanos()).max().unwrap();
+        let hold_ns = hold.as_nanos() as u64;
+        assert!(
+            last <= crash + INTERVAL + MARGIN + hold_ns + MS,
+            "last suspicion {} ms after the crash",
+            (last - crash) as f64 / MS as f64
+        );
+        if hold.is_zero() {
+            assert_eq!(sim.det.counters().held, 0);
+        } else {
+            assert!(last >= crash + hold_ns, "held for the limit");
+        }
+    }
+}
+
+/// Processes that send in phase leave their link quiet between bursts: one
+/// of them crashing is its own silence, suspected within the usual bound.
+#[test]
+fn a_crash_among_processes_in_phase_is_not_held() {
+    let mut sim = Sim::new(4, config(), Wake::Exact);
+    sim.phase = Some(3 * MS);
+    let r = sim.add_senders(
+        0,
+        64,
+        INTERVAL,
+        Jitter::Uniform { min: 0, max: MS },
+        plain(),
+    );
+    let i = r.start + 10;
+    sim.senders[i].crash_at = Some(800 * MS);
+    sim.run_until(1500 * MS);
+    let s = &sim.senders[i];
+    let [e] = sim.events_of(s.id)[..] else {
+        panic!("one transition: {:?}", sim.events)
+    };
+    let due = s.last_send.unwrap() + INTERVAL;
+    assert!(e.at.as_nanos() <= due + MARGIN + MS, "usual bound");
+    assert_eq!(sim.det.counters().held, 0);
+    assert_eq!(sim.events.len(), 1);
+}

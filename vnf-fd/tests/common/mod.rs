@@ -115,6 +115,11 @@ pub struct Sim {
     pub wake: Wake,
     /// Every transition so far, in order.
     pub events: Vec<Transition>,
+    /// Path stalls: heartbeats of the senders in the range that would
+    /// arrive in the time range are held and arrive at its end.
+    pub stalls: Vec<(std::ops::Range<u64>, std::ops::Range<usize>)>,
+    /// Phase of the senders added next (random when `None`).
+    pub phase: Option<u64>,
     /// Heartbeats in flight: arrival time, a tie-breaker, sender, send
     /// time.
     arrivals: BinaryHeap<Reverse<(u64, u64, usize, u64)>>,
@@ -133,6 +138,8 @@ impl Sim {
             senders: Vec::new(),
             wake,
             events: Vec::new(),
+            stalls: Vec::new(),
+            phase: None,
             arrivals: BinaryHeap::new(),
             order: 0,
             next_tick: 0,
@@ -157,7 +164,7 @@ impl Sim {
             self.det
                 .add_process(spec, Time::from_nanos(self.now))
                 .expect("new id");
-            let phase = self.rng.below(interval);
+            let phase = self.phase.unwrap_or_else(|| self.rng.below(interval));
             self.senders.push(Sender {
                 id,
                 interval,
@@ -183,7 +190,12 @@ impl Sim {
             return;
         }
         s.next_send += s.interval;
-        let at = send + s.jitter.draw(&mut self.rng);
+        let mut at = send + s.jitter.draw(&mut self.rng);
+        for (when, who) in &self.stalls {
+            if who.contains(&i) && when.contains(&at) {
+                at = when.end;
+            }
+        }
         self.order += 1;
         self.arrivals.push(Reverse((at, self.order, i, send)));
     }
