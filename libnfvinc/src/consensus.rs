@@ -34,7 +34,7 @@
 //! ([`Consensus::refused`]). `nfvinc serve` runs its consensus VNFs so, and
 //! they drop untagged messages.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -142,11 +142,51 @@ pub struct Delivery {
     pub commands: Vec<Command>,
 }
 
+/// Submissions known decided, for [`Consensus::wait`]: the instance of
+/// each sequence number from `base` on, in a ring (numbers are dense and
+/// mostly decided in order, so this costs a slot per value, not a tree
+/// node); the oldest go first past [`MAX_QUEUED`].
+#[derive(Default)]
+struct Decided {
+    base: u64,
+    slots: VecDeque<Option<Instance>>,
+}
+
+impl Decided {
+    fn insert(&mut self, seq: u64, instance: Instance) {
+        if seq < self.base {
+            return;
+        }
+        let i = (seq - self.base) as usize;
+        if i >= MAX_QUEUED {
+            // Far ahead: forget the oldest to make room.
+            let drop = (i + 1 - MAX_QUEUED).min(self.slots.len());
+            self.slots.drain(..drop);
+            self.base += (i + 1 - MAX_QUEUED) as u64;
+        }
+        let i = (seq - self.base) as usize;
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, None);
+        }
+        self.slots[i] = Some(instance);
+        // Nobody waits for these: keep memory bounded.
+        while self.slots.len() > MAX_QUEUED {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+    }
+
+    fn take(&mut self, seq: u64) -> Option<Committed> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        let instance = self.slots.get_mut(i)?.take()?;
+        Some(Committed { seq, instance })
+    }
+}
+
 struct State {
     client: Client,
     learner: Option<Learner>,
-    /// By sequence number; the oldest go first past [`MAX_QUEUED`].
-    committed: BTreeMap<u64, Committed>,
+    committed: Decided,
     deliveries: VecDeque<Delivery>,
     lagged: u64,
     /// Messages received that were not tagged under the instance's key.
@@ -318,7 +358,7 @@ impl Consensus {
             state: Mutex::new(State {
                 client: Client::new(id, ccfg),
                 learner,
-                committed: BTreeMap::new(),
+                committed: Decided::default(),
                 deliveries: VecDeque::new(),
                 lagged: 0,
                 refused: 0,
@@ -415,7 +455,7 @@ impl Consensus {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock()?;
         loop {
-            if let Some(c) = st.committed.remove(&seq) {
+            if let Some(c) = st.committed.take(seq) {
                 return Ok(c);
             }
             if st.error.is_some() {
@@ -607,17 +647,7 @@ fn run(shared: &Shared) {
             ..
         } = &mut *st;
         while let Some(c) = client.poll_event() {
-            committed.insert(
-                c.seq,
-                Committed {
-                    seq: c.seq,
-                    instance: c.instance,
-                },
-            );
-            if committed.len() > MAX_QUEUED {
-                // Nobody waits for these: keep memory bounded.
-                committed.pop_first();
-            }
+            committed.insert(c.seq, c.instance);
             woke = true;
         }
         while let Some(t) = client.poll_transmit() {
@@ -643,6 +673,46 @@ fn run(shared: &Shared) {
         if woke {
             shared.changed.notify_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decided_numbers_are_taken_once_and_the_oldest_forgotten() {
+        let mut d = Decided::default();
+        d.insert(5, 50);
+        d.insert(7, 70);
+        d.insert(3, 30); // out of order
+        assert_eq!(
+            d.take(7),
+            Some(Committed {
+                seq: 7,
+                instance: 70
+            })
+        );
+        assert_eq!(d.take(7), None, "taken");
+        assert_eq!(d.take(6), None, "not decided");
+        assert_eq!(
+            d.take(3),
+            Some(Committed {
+                seq: 3,
+                instance: 30
+            })
+        );
+        let far = 5 + MAX_QUEUED as u64;
+        d.insert(far, 1);
+        assert_eq!(d.take(5), None, "forgotten past the bound");
+        assert_eq!(
+            d.take(far),
+            Some(Committed {
+                seq: far,
+                instance: 1
+            })
+        );
+        assert!(d.slots.len() <= MAX_QUEUED);
     }
 }
 

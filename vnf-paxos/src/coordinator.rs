@@ -9,11 +9,11 @@
 //! instances in flight, accepts packed several to a packet. Any higher
 //! ballot it hears of (a nack, a heartbeat, a vote) makes it step down.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::config::CoordinatorConfig;
-use crate::dedup::Dedup;
+use crate::dedup::{Dedup, FastMap};
 use crate::learner::decided_pages;
 use crate::transmit::{Dest, Rng, Transmit};
 use crate::votes::{VoteValue, Votes};
@@ -138,10 +138,10 @@ pub struct Coordinator {
     decided_cmds: Dedup,
     queue: VecDeque<Command>,
     /// Commands queued or in flight, with whom to answer.
-    pending: HashMap<(ClientId, u64), Option<ReplyTo>>,
+    pending: FastMap<(ClientId, u64), Option<ReplyTo>>,
     /// Answers gathered since the last poll, and where each group is.
     acks: Vec<Acks>,
-    ack_index: HashMap<(NodeId, ClientId), usize>,
+    ack_index: FastMap<(NodeId, ClientId), usize>,
     inflight: BTreeMap<Instance, InFlight>,
     next: Instance,
     /// The window is to be filled at the next poll (the latest input's
@@ -179,9 +179,9 @@ impl Coordinator {
             gap_since: None,
             decided_cmds: Dedup::default(),
             queue: VecDeque::new(),
-            pending: HashMap::new(),
+            pending: FastMap::default(),
             acks: Vec::new(),
-            ack_index: HashMap::new(),
+            ack_index: FastMap::default(),
             inflight: BTreeMap::new(),
             next: 0,
             refill: None,

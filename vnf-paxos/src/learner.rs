@@ -193,12 +193,14 @@ impl Learner {
     fn deliver(&mut self) {
         while let Some(v) = self.decided.remove(&self.next) {
             let instance = self.next;
-            let commands = v
-                .commands()
-                .iter()
-                .filter(|c| self.dedup.insert(c.client, c.seq, instance))
-                .cloned()
-                .collect();
+            // Sized once: a filtered iterator would grow it step by step.
+            let mut commands = Vec::with_capacity(v.commands().len());
+            commands.extend(
+                v.commands()
+                    .iter()
+                    .filter(|c| self.dedup.insert(c.client, c.seq, instance))
+                    .cloned(),
+            );
             self.events.push_back(Delivery { instance, commands });
             if self.cfg.retain > 0 {
                 self.kept.insert(instance, v);
