@@ -79,6 +79,11 @@ pub struct DataplaneArgs {
     /// AF_XDP bind mode.
     #[arg(long, value_enum, default_value = "auto")]
     pub bind: Bind,
+    /// AF_XDP: UMEM frames per socket (a power of two); half of them wait
+    /// in the receive ring, which is how long a VNF may stall (at its
+    /// packet rate) before the kernel drops what arrives. Each takes 2 KiB.
+    #[arg(long, default_value_t = 4096, value_parser = parse_frames)]
+    pub frames: u32,
     /// DPDK virtual device to create (repeatable), e.g.
     /// `net_af_xdp0,iface=eth0`; `--iface` then names the one to serve on.
     /// Only with `--backend dpdk` (needs the `dpdk` feature).
@@ -199,6 +204,7 @@ impl Endpoint {
             Backend::Afxdp => {
                 let config = AfXdpConfig {
                     burst,
+                    frames: args.frames,
                     bind: args.bind.into(),
                     ..AfXdpConfig::default()
                 };
@@ -396,4 +402,33 @@ pub fn counters_json(c: &IoCounters) -> String {
         "wakeups": c.wakeups,
     })
     .to_string()
+}
+
+/// `--frames`: a power of two from 64 to 262,144 (512 MiB of UMEM).
+fn parse_frames(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of frames"))?;
+    if n.is_power_of_two() && (64..=1 << 18).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} frames: must be a power of two from 64 to 262144"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_a_power_of_two_in_range() {
+        assert_eq!(parse_frames("4096"), Ok(4096));
+        assert_eq!(parse_frames("64"), Ok(64));
+        assert_eq!(parse_frames("262144"), Ok(262_144));
+        for bad in ["0", "32", "100", "524288", "-1", "many"] {
+            assert!(parse_frames(bad).is_err(), "{bad}");
+        }
+    }
 }

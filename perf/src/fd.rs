@@ -776,6 +776,10 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
         "--bind",
         "copy",
     ])
+    // A receive ring of 8,192 frames: 80 ms of a thousand processes'
+    // heartbeats, so that a detector stalled by the host loses none (the
+    // default 2,048 overflowed in 20 ms, and lost heartbeats are suspicions).
+    .args(["--frames", "16384"])
     .args(["--port", &PORT.to_string()])
     .args(["--core", &core.to_string()])
     .args(["--interval-ms", &args.interval_ms.to_string()])
