@@ -152,7 +152,8 @@ pub struct LearnerRole {
     instances: u64,
     commands: u64,
     noops: u64,
-    /// FNV-1a over every delivered `(instance, client, seq, payload)`.
+    /// A digest over every delivered `(instance, client, seq, payload)`,
+    /// in order ([`digest_word`], eight bytes at a time).
     digest: u64,
 }
 
@@ -180,19 +181,30 @@ impl LearnerRole {
                 if self.log.len() < DELIVERY_LOG {
                     self.log.push((d.instance, c.client.0, c.seq));
                 }
-                for chunk in [
-                    &d.instance.to_be_bytes()[..],
-                    &c.client.0.to_be_bytes(),
-                    &c.seq.to_be_bytes(),
-                    &c.payload,
-                ] {
-                    for b in chunk {
-                        self.digest = (self.digest ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-                    }
+                let mut h = self.digest;
+                for w in [d.instance, c.client.0, c.seq, c.payload.len() as u64] {
+                    h = digest_word(h, w);
                 }
+                let mut words = c.payload.chunks_exact(8);
+                for w in &mut words {
+                    h = digest_word(h, u64::from_le_bytes(w.try_into().expect("8 bytes")));
+                }
+                let mut tail = [0u8; 8];
+                tail[..words.remainder().len()].copy_from_slice(words.remainder());
+                self.digest = digest_word(h, u64::from_le_bytes(tail));
             }
         }
     }
+}
+
+/// Folds one word into a learner's delivery digest: an order-sensitive
+/// multiplicative hash (FxHash's step), so that two learners that delivered
+/// the same commands in the same instances, and only they, agree. Eight
+/// bytes a step: the byte-wise FNV it replaced was a learner's largest
+/// cost after the packets.
+#[inline]
+fn digest_word(h: u64, w: u64) -> u64 {
+    (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95)
 }
 
 /// The protocol core a process runs.
