@@ -199,6 +199,18 @@ pub enum Outcome {
     Scheduled(RequestStatus),
 }
 
+/// The catalog entry of `service`, for its operations. The catalog is
+/// fixed at build time; looking it up afresh for every operation (building
+/// every entry and checking each binary on disk) was a tenth of the
+/// daemon's time under load, so it is built once.
+fn operations_of(vnf_dir: &std::path::Path, service: &str) -> Option<&'static catalog::Service> {
+    static CATALOG: std::sync::OnceLock<Vec<catalog::Service>> = std::sync::OnceLock::new();
+    CATALOG
+        .get_or_init(|| catalog::services(vnf_dir, true))
+        .iter()
+        .find(|s| s.name == service)
+}
+
 /// Handles `POST /v1/instances/{id}/ops/{op}` for `user_id`.
 pub async fn submit(
     state: &AppState,
@@ -208,7 +220,7 @@ pub async fn submit(
     args: Value,
 ) -> Result<Outcome, ApiError> {
     let row = manager::load(state, user_id, instance_id).await?;
-    let svc = catalog::find(&state.vnf_dir, true, &row.service)
+    let svc = operations_of(&state.vnf_dir, &row.service)
         .ok_or_else(|| ApiError::Internal(format!("service {:?} left the catalog", row.service)))?;
     let Some(op) = svc.operations.iter().find(|o| o.name == op_name) else {
         return Err(ApiError::NotFound(format!(

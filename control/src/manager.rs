@@ -293,11 +293,11 @@ pub async fn load(state: &AppState, user_id: i64, id: &str) -> Result<InstanceRo
     state
         .db
         .call(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {COLUMNS} FROM instances WHERE id = ?1 AND user_id = ?2"),
-                params![idc, user_id],
-                from_row,
-            )
+            // Every REST operation runs this: compiled once.
+            Ok(c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM instances WHERE id = ?1 AND user_id = ?2"
+            ))?
+            .query_row(params![idc, user_id], from_row)
             .optional()?)
         })
         .await?
@@ -741,12 +741,11 @@ pub async fn load_any(state: &AppState, id: &str) -> Result<Option<InstanceRow>,
     state
         .db
         .call(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {COLUMNS} FROM instances WHERE id = ?1"),
-                [idc],
-                from_row,
+            Ok(
+                c.prepare_cached(&format!("SELECT {COLUMNS} FROM instances WHERE id = ?1"))?
+                    .query_row([idc], from_row)
+                    .optional()?,
             )
-            .optional()?)
         })
         .await
 }

@@ -18,7 +18,10 @@
 //!   loop: what an application saves by taking the direct channel.
 //!
 //! The JSON report is one object with these fields, each latency as
-//! `{count, mean, p50, p90, p99, p999, max}` in nanoseconds.
+//! `{count, mean, p50, p90, p99, p999, max}` in nanoseconds, failures by
+//! kind (`rest_errors_by_kind`, `connect_errors_by_kind`), and the CPU
+//! time per REST operation of the daemon, the VNF and the clients
+//! (`rest_cpu_ns_per_op`), the figure to compare on a shared machine.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddrV4;
@@ -137,6 +140,37 @@ impl Errors {
                 .collect(),
         )
     }
+}
+
+/// CPU time (user and system) a process has used so far, from
+/// `/proc/<pid>/stat` (clock-tick resolution); `None` once it is gone.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name, which may hold spaces;
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 here.
+    let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_nanos(
+        ticks.saturating_mul(1_000_000_000) / hz,
+    ))
+}
+
+/// CPU time per operation of the processes named in `before` over a phase
+/// of `ops` operations, in nanoseconds by role: what each costs whatever
+/// else the (shared) machine runs meanwhile.
+fn cpu_per_op(before: &[(&str, u32, Option<Duration>)], ops: u64) -> Value {
+    Value::Object(
+        before
+            .iter()
+            .filter_map(|&(role, pid, t0)| {
+                let used = cpu_time(pid)?.checked_sub(t0?)?;
+                let per_op = used.as_nanos() / u128::from(ops.max(1));
+                Some((role.to_owned(), json!(per_op as u64)))
+            })
+            .collect(),
+    )
 }
 
 /// The daemon this scenario started; stopped with SIGTERM when dropped.
@@ -299,6 +333,14 @@ pub fn run(a: &ControlArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Value> {
         .map(|_| Client::connect(&url, &key))
         .collect::<Result<_, _>>()
         .context("opening the clients' sessions")?;
+    let cpu_before: Vec<(&str, u32, Option<Duration>)> = [
+        ("daemon", daemon.child.id()),
+        ("vnf", inst.pid.unwrap_or(0)),
+        ("clients", std::process::id()),
+    ]
+    .into_iter()
+    .map(|(role, pid)| (role, pid, cpu_time(pid)))
+    .collect();
     let go = Instant::now();
     let end = go + Duration::from_secs(a.duration);
     let threads: Vec<_> = sessions
@@ -337,6 +379,7 @@ pub fn run(a: &ControlArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Value> {
         tracing::warn!("REST query: {n} errors {kind} (first: {first})");
     }
     let rest_s = go.elapsed().as_secs_f64();
+    let rest_cpu = cpu_per_op(&cpu_before, rest.len());
 
     // Direct: the same query, one client in a closed loop.
     let mut direct_h = histogram();
@@ -367,6 +410,10 @@ pub fn run(a: &ControlArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Value> {
         "rest_errors": rest_errors.total(),
         "rest_errors_by_kind": rest_errors.json(),
         "latency_ns": summary(&rest),
+        // CPU time per REST operation of the daemon, the instance's VNF
+        // and this process's clients: comparable across runs on a busy
+        // machine, where rates and latencies are not.
+        "rest_cpu_ns_per_op": rest_cpu,
         "direct_latency_ns": summary(&direct_h),
     }))
 }
@@ -382,7 +429,7 @@ pub fn table(r: &Value) -> String {
     let ms = |v: &Value| v.as_f64().unwrap_or(0.0) / 1e6;
     let mut s = format!(
         "connect (create -> first direct answer): {} instances, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} errors)\n\
-         REST query at {} clients: {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)\n\
+         REST query at {} clients: {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms ({} errors); CPU per op: daemon {:.0} µs, VNF {:.0} µs, clients {:.0} µs\n\
          direct query, 1 client: p50 {:.1} µs, p99 {:.1} µs\n",
         r["connect_ns"]["count"],
         ms(&r["connect_ns"]["p50"]),
@@ -394,6 +441,9 @@ pub fn table(r: &Value) -> String {
         ms(&r["latency_ns"]["p50"]),
         ms(&r["latency_ns"]["p99"]),
         r["rest_errors"],
+        r["rest_cpu_ns_per_op"]["daemon"].as_f64().unwrap_or(0.0) / 1e3,
+        r["rest_cpu_ns_per_op"]["vnf"].as_f64().unwrap_or(0.0) / 1e3,
+        r["rest_cpu_ns_per_op"]["clients"].as_f64().unwrap_or(0.0) / 1e3,
         r["direct_latency_ns"]["p50"].as_f64().unwrap_or(0.0) / 1e3,
         r["direct_latency_ns"]["p99"].as_f64().unwrap_or(0.0) / 1e3,
     );
