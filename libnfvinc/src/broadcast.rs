@@ -9,7 +9,11 @@
 //! and retransmits it until this member has delivered it itself (so a
 //! message survives the loss of its frame and a change of sequencer).
 //! Sends block, up to a timeout, while 64 of the member's messages are not
-//! yet delivered back to it: that is the service's back-pressure.
+//! yet delivered back to it: that is the service's back-pressure. What one
+//! call sends to one place leaves packed, as many messages per datagram as
+//! one Ethernet frame holds ([`Broadcast::send_batch`] of a window's worth:
+//! six datagrams of 64-byte messages, not 64), and the sequencer
+//! takes them apart ([`vnf_sequencer::wire::messages`]).
 //!
 //! With credentials ([`BroadcastConfig::auth`]; [`Broadcast::join_instance`]
 //! takes them from the answer that created the instance) every frame the
@@ -166,8 +170,10 @@ struct State {
     lagged: u64,
     /// Application threads waiting on `changed`.
     waiters: u32,
-    /// Frames being written for one `sendmmsg`.
+    /// Datagrams being filled for one `sendmmsg`.
     out: Vec<Vec<u8>>,
+    /// Where the core writes each message, before it joins a datagram.
+    scratch: Vec<u8>,
     /// Frames received that were not tagged under the group's key.
     refused: u64,
     error: Option<String>,
@@ -204,37 +210,55 @@ impl Shared {
         Ok(st)
     }
 
-    /// Sends everything the core has to send.
+    /// Sends everything the core has to send. Messages to the same place
+    /// in a row share a datagram as far as it holds them (`max_frame`
+    /// bytes: one Ethernet frame), so that a window of Data messages costs
+    /// the kernel paths, ours and the sequencer's, a few datagrams rather
+    /// than one per message; the receiver takes them apart
+    /// ([`vnf_sequencer::wire::messages`]).
     fn flush(&self, st: &mut State) {
         let now = Time::monotonic_now();
-        let State { member, out, .. } = st;
-        loop {
-            // Up to DRAIN frames, then one sendmmsg for all of them.
-            let mut n = 0;
-            let mut to = [SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0); DRAIN];
-            let mut lens = [0usize; DRAIN];
-            while n < DRAIN {
-                let Some(Transmit { dest, len }) = member.poll_transmit(now, &mut out[n]) else {
-                    break;
-                };
-                if let Some(frame) = out[n].get_mut(..len) {
-                    direct::seal(self.auth.as_ref(), frame);
+        let State {
+            member,
+            out,
+            scratch,
+            ..
+        } = st;
+        let mut n = 0;
+        let mut to = [SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0); DRAIN];
+        let mut lens = [0usize; DRAIN];
+        while let Some(Transmit { dest, len }) = member.poll_transmit(now, scratch) {
+            let Some(msg) = scratch.get_mut(..len) else {
+                continue;
+            };
+            direct::seal(self.auth.as_ref(), msg);
+            let addr = match dest {
+                Dest::Process(p) => self.peers.get(&p).copied().unwrap_or(self.sequencer),
+                // Members never address the group; the sequencer does.
+                Dest::Group => self.sequencer,
+            };
+            if n > 0 && to[n - 1] == addr {
+                let at = lens[n - 1];
+                if let Some(room) = out[n - 1].get_mut(at..at + len) {
+                    room.copy_from_slice(msg);
+                    lens[n - 1] += len;
+                    continue;
                 }
-                to[n] = match dest {
-                    Dest::Process(p) => self.peers.get(&p).copied().unwrap_or(self.sequencer),
-                    // Members never address the group; the sequencer does.
-                    Dest::Group => self.sequencer,
-                };
-                lens[n] = len;
-                n += 1;
             }
-            if n == 0 {
-                return;
+            if n == DRAIN {
+                send_many(&self.socket, &out[..n], &lens[..n], &to[..n]);
+                n = 0;
             }
+            let Some(room) = out[n].get_mut(..len) else {
+                continue;
+            };
+            room.copy_from_slice(msg);
+            to[n] = addr;
+            lens[n] = len;
+            n += 1;
+        }
+        if n > 0 {
             send_many(&self.socket, &out[..n], &lens[..n], &to[..n]);
-            if n < DRAIN {
-                return;
-            }
         }
     }
 }
@@ -508,6 +532,7 @@ impl Broadcast {
                 out: (0..DRAIN)
                     .map(|_| vec![0; cfg.member.max_frame.max(64)])
                     .collect(),
+                scratch: vec![0; cfg.member.max_frame.max(64)],
                 refused: 0,
                 error: None,
             }),
@@ -742,14 +767,18 @@ fn run(shared: &Shared) {
         };
         let now = Time::monotonic_now();
         for (b, &len) in bufs.iter().zip(&lens[..n]) {
-            if !direct::genuine(shared.auth.as_ref(), &b[..len]) {
-                // Not the group's: it must not count as a stamp, a repair
-                // or a NACK to answer.
-                st.refused += 1;
-                continue;
+            // A peer packs what it sends one place; each message is
+            // checked on its own.
+            for m in vnf_sequencer::wire::messages(&b[..len]) {
+                if !direct::genuine(shared.auth.as_ref(), m) {
+                    // Not the group's: it must not count as a stamp, a
+                    // repair or a NACK to answer.
+                    st.refused += 1;
+                    continue;
+                }
+                // Malformed messages change nothing.
+                let _ = st.member.handle(now, m);
             }
-            // Malformed datagrams change nothing.
-            let _ = st.member.handle(now, &b[..len]);
         }
         if st.member.poll_timeout().is_some_and(|t| t <= now) {
             st.member.handle_timeout(now);
@@ -803,10 +832,13 @@ mod tests {
                 .unwrap();
             let (mut buf, mut out) = (vec![0u8; 2048], vec![0u8; 2048]);
             while !stop.load(Ordering::Relaxed) {
-                if let Ok((n, _)) = socket.recv_from(&mut buf)
-                    && sessions.admit(&buf[..n]).is_ok()
-                {
-                    let _ = s.handle(Time::monotonic_now(), &buf[..n]);
+                if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                    // Members pack their messages, as the VNF expects.
+                    for m in vnf_sequencer::wire::messages(&buf[..n]) {
+                        if sessions.admit(m).is_ok() {
+                            let _ = s.handle(Time::monotonic_now(), m);
+                        }
+                    }
                 }
                 let now = Time::monotonic_now();
                 if s.poll_timeout().is_some_and(|t| t <= now) {
@@ -880,6 +912,49 @@ mod tests {
             a.send(Mode::Atomic, &[0u8; 4000], t),
             Err(BroadcastError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_batch_of_sends_leaves_packed_in_few_datagrams() {
+        let seq = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(seq_addr) = seq.local_addr().unwrap() else {
+            unreachable!("bound to IPv4")
+        };
+        let mut cfg = BroadcastConfig::new(
+            ProcessId(1),
+            GROUP,
+            seq_addr,
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        );
+        cfg.sequencer_id = SEQ;
+        let a = Broadcast::join(cfg).unwrap();
+        let batch = vec![[7u8; 64]; 40];
+        assert_eq!(
+            a.send_batch(Mode::Atomic, &batch, Duration::from_secs(5))
+                .unwrap(),
+            40
+        );
+        seq.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let (mut datagrams, mut qs) = (0, Vec::new());
+        while qs.len() < 40 {
+            let (n, _) = seq.recv_from(&mut buf).expect("the member's Data");
+            assert!(n <= 1472, "one Ethernet frame at most: {n}");
+            datagrams += 1;
+            for m in vnf_sequencer::wire::messages(&buf[..n]) {
+                match vnf_sequencer::wire::Message::parse_nfv(m) {
+                    Ok((_, vnf_sequencer::wire::Message::Data(r, p))) => {
+                        assert_eq!(p, [7u8; 64]);
+                        qs.push(r.sender_seq);
+                    }
+                    other => panic!("not a Data message: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(qs, (1..=40).collect::<Vec<u64>>(), "in order, once");
+        // 128 bytes a message (NFVinc and Data headers, payload): 11 per
+        // datagram.
+        assert!(datagrams <= 4, "{datagrams} datagrams for 40 messages");
     }
 
     /// A group frame stamping `payload` as the group's first message, as

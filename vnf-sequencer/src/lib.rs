@@ -77,7 +77,12 @@
 //! straight from the ring into the transmit buffer. At low load a burst
 //! holds one message and it leaves at once; at high load bursts fill and
 //! so do frames. Nothing ever waits for a batch to fill, so batching adds
-//! no latency; `max_batch = 1` turns it off.
+//! no latency; `max_batch = 1` turns it off. Members batch the other way
+//! too: the messages one flush sends to one place (a window of Data
+//! messages, say) leave packed back to back in as few datagrams as hold
+//! them ([`wire::messages`] takes a datagram apart), each message whole
+//! and tagged on its own, so the kernel paths cost per datagram rather
+//! than per message and a burst reaches the sequencer in one piece.
 //!
 //! # Epochs: replacing the sequencer
 //!

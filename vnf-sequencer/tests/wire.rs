@@ -4,7 +4,9 @@
 use dataplane::wire::Service;
 use dataplane::wire::nfvinc::{HEADER_LEN, NfvHeader};
 use proptest::prelude::*;
-use vnf_sequencer::wire::{Message, batch, data, heartbeat, nack, new_epoch, report, too_old};
+use vnf_sequencer::wire::{
+    Message, batch, data, heartbeat, messages, nack, new_epoch, report, too_old,
+};
 use vnf_sequencer::{Mode, ProcessId};
 
 fn mode() -> impl Strategy<Value = Mode> {
@@ -103,6 +105,42 @@ proptest! {
             let n = m.emit(1, &mut buf).unwrap();
             prop_assert_eq!(Message::parse_nfv(&buf[..n]).unwrap().1, m);
         }
+    }
+
+    /// Messages packed back to back in one datagram come apart whole and
+    /// in order; a tail that is not a message comes out as one last item
+    /// (refused by the parser), and any bytes at all split without a panic
+    /// into pieces that add up to the datagram.
+    #[test]
+    fn packed_messages_split_in_order(
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 1..12),
+        tail in prop::collection::vec(any::<u8>(), 0..40),
+        junk in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let mut datagram = Vec::new();
+        let mut sent = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            let d = data::Repr { sender: ProcessId(3), sender_seq: i as u64 + 1, barrier: 0, mode: Mode::Atomic };
+            let m = Message::Data(d, p);
+            let mut buf = [0u8; 256];
+            let n = m.emit(7, &mut buf).unwrap();
+            datagram.extend_from_slice(&buf[..n]);
+            sent.push(m);
+        }
+        let whole = datagram.len();
+        datagram.extend_from_slice(&tail);
+        let got: Vec<&[u8]> = messages(&datagram).collect();
+        prop_assert_eq!(got.len(), sent.len() + usize::from(!tail.is_empty()));
+        for (bytes, m) in got.iter().zip(&sent) {
+            prop_assert_eq!(&Message::parse_nfv(bytes).unwrap().1, m);
+        }
+        if !tail.is_empty() {
+            prop_assert_eq!(got.last().unwrap().len(), tail.len());
+            prop_assert_eq!(got.iter().map(|m| m.len()).sum::<usize>(), whole + tail.len());
+        }
+        let pieces: Vec<&[u8]> = messages(&junk).collect();
+        prop_assert_eq!(pieces.iter().map(|m| m.len()).sum::<usize>(), junk.len());
+        prop_assert!(pieces.iter().all(|m| !m.is_empty()));
     }
 
     /// Batches written entry by entry read back entry by entry, with

@@ -268,6 +268,8 @@ impl Book {
 /// Counters of the shell, beside the core's own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServiceCounters {
+    /// Datagrams for our port (each may carry several messages).
+    pub rx_frames: u64,
     /// Sequencer messages handed to the core.
     pub rx_messages: u64,
     /// Frames that were not a sequencer message for our port.
@@ -427,18 +429,29 @@ impl SeqService {
             self.counters.malformed += 1;
             return;
         }
-        if self.sessions.admit(f.payload()).is_err() {
-            // Counted by the session table; a sender that cannot prove
-            // its session changes nothing, not even the next hops.
+        self.counters.rx_frames += 1;
+        if f.payload().is_empty() {
+            self.counters.malformed += 1;
             return;
         }
-        if self.checksums {
-            self.book
-                .heard(f.ipv4().src_addr(), f.ethernet().src_addr());
-        }
-        match self.core.handle(t, f.payload()) {
-            Ok(()) => self.counters.rx_messages += 1,
-            Err(_) => self.counters.malformed += 1,
+        // Members pack several messages into one datagram: each is
+        // checked and handled on its own.
+        let mut heard = false;
+        for m in crate::wire::messages(f.payload()) {
+            if self.sessions.admit(m).is_err() {
+                // Counted by the session table; a sender that cannot prove
+                // its session changes nothing, not even the next hops.
+                continue;
+            }
+            if self.checksums && !heard {
+                heard = true;
+                self.book
+                    .heard(f.ipv4().src_addr(), f.ethernet().src_addr());
+            }
+            match self.core.handle(t, m) {
+                Ok(()) => self.counters.rx_messages += 1,
+                Err(_) => self.counters.malformed += 1,
+            }
         }
     }
 
@@ -545,6 +558,7 @@ impl SeqService {
         let s = self.counters;
         let k = self.core.counters();
         json!({
+            "rx_frames": s.rx_frames,
             "rx_messages": s.rx_messages,
             "malformed": s.malformed,
             "tx_frames": s.tx_frames,
@@ -783,6 +797,74 @@ mod tests {
         let len = write_udp_frame(&mut buf, &spec, &msg[..n]).unwrap();
         buf.truncate(len);
         buf
+    }
+
+    /// One datagram carrying every message of `msgs` back to back.
+    fn packed_frame(from: &MemberAddr, msgs: &[Vec<u8>]) -> Vec<u8> {
+        let spec = FrameSpec {
+            src_mac: [3; 6],
+            dst_mac: [2; 6],
+            src_ip: *from.addr.ip(),
+            dst_ip: *SEQ.ip(),
+            src_port: from.addr.port(),
+            dst_port: SEQ.port(),
+        };
+        let mut buf = vec![0u8; 2048];
+        let len = write_udp_frame(&mut buf, &spec, &msgs.concat()).unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    /// A Data message (the UDP payload) of `from`'s `q`, tagged under `key`
+    /// when given.
+    fn data_message(
+        from: &MemberAddr,
+        q: u64,
+        key: Option<&dataplane::auth::SessionKey>,
+    ) -> Vec<u8> {
+        let f = data_frame_in(from, q, GROUP, key);
+        UdpFrame::parse(&f[..]).unwrap().payload().to_vec()
+    }
+
+    #[test]
+    fn messages_packed_in_one_datagram_are_each_checked_and_stamped() {
+        use dataplane::auth::{AuthPolicy, SessionKey};
+        let key = SessionKey::from_bytes([5; 32]);
+        let mut sessions = Sessions::new(AuthPolicy::Required);
+        sessions.insert(GROUP, key.clone());
+        let members = [member(1), member(2)];
+        let mut svc = service(&members).with_sessions(sessions);
+        let mut io = MemIo::new(MemConfig::default()).unwrap();
+        let other = SessionKey::from_bytes([6; 32]);
+        // Four messages in one datagram, the third tagged under another
+        // key, then a tail that is no message.
+        let mut msgs: Vec<Vec<u8>> = vec![
+            data_message(&members[0], 1, Some(&key)),
+            data_message(&members[0], 2, Some(&key)),
+            data_message(&members[0], 3, Some(&other)),
+            data_message(&members[0], 4, Some(&key)),
+        ];
+        msgs.push(vec![0xab; 7]);
+        io.inject(&packed_frame(&members[0], &msgs)).unwrap();
+        let sent = step(&mut svc, &mut io);
+        assert_eq!(svc.core().counters().stamped, 3, "{:?}", svc.counters());
+        assert_eq!(svc.counters().rx_frames, 1);
+        assert_eq!(svc.counters().rx_messages, 3);
+        // The other key's message and the tail (no header to check).
+        assert_eq!(svc.counters_json()["auth"]["bad_tag"], 2);
+        // One group frame of the three, one copy per member.
+        assert_eq!(sent.len(), 2);
+        for f in &sent {
+            let f = UdpFrame::parse(&f[..]).unwrap();
+            key.verify(f.payload()).expect("tagged");
+            let (_, m) = Message::parse_nfv(f.payload()).unwrap();
+            let Message::Batch(r, e) = m else {
+                panic!("not a batch: {m:?}")
+            };
+            assert_eq!(r.count, 3);
+            let qs: Vec<u64> = e.map(|(e, _)| e.sender_seq).collect();
+            assert_eq!(qs, [1, 2, 4]);
+        }
     }
 
     /// Runs one burst through the service, then its emits; returns every

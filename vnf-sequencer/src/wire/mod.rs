@@ -312,6 +312,41 @@ impl<'a> Message<'a> {
     }
 }
 
+/// The NFVinc messages of one datagram, in order.
+///
+/// A datagram may carry several messages back to back, each whole (its
+/// header's payload length says where the next begins): members pack the
+/// Data messages of one flush into as few datagrams as fit, so that the
+/// per-datagram cost of the kernel paths, theirs and the sequencer's, is
+/// shared by many messages. Each message is checked (tag included) and
+/// handled on its own. Bytes that do not start with a well-formed header
+/// (a truncated or foreign tail, or a single malformed message) come out
+/// as one last item, for the caller's parser to refuse and count.
+pub fn messages(datagram: &[u8]) -> Messages<'_> {
+    Messages { rest: datagram }
+}
+
+/// Iterator of [`messages`].
+#[derive(Debug, Clone)]
+pub struct Messages<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let len = NfvHeader::new_checked(self.rest).map_or(self.rest.len(), |h| h.total_len());
+        let (m, rest) = self.rest.split_at(len.min(self.rest.len()));
+        self.rest = rest;
+        Some(m)
+    }
+}
+
 /// Writes the NFVinc header for a payload of `payload_len` bytes that is
 /// already in place after it; returns the whole message's length. The
 /// cores build payloads in place and then call this.
