@@ -21,7 +21,7 @@
 //! are coalesced the same way. Without it, every command is its own
 //! `Request`, sent at once and answered by its own `Reply`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::config::ClientConfig;
@@ -47,6 +47,67 @@ struct Outstanding {
     sent_at: Option<Time>,
 }
 
+/// Outstanding commands by sequence number: numbers are handed out one
+/// after another and mostly answered in order, so a ring from the oldest
+/// outstanding one costs a slot per command where a tree would cost a
+/// node, and a run of numbers is a stretch of slots.
+#[derive(Debug, Default)]
+struct Ring {
+    /// The number of the first slot.
+    base: u64,
+    slots: VecDeque<Option<Outstanding>>,
+    len: usize,
+}
+
+impl Ring {
+    /// Adds the next number (one above every number added before).
+    fn push(&mut self, seq: u64, o: Outstanding) {
+        if self.slots.is_empty() {
+            self.base = seq;
+        }
+        debug_assert_eq!(seq, self.base + self.slots.len() as u64);
+        self.slots.push_back(Some(o));
+        self.len += 1;
+    }
+
+    fn index(&self, seq: u64) -> Option<usize> {
+        usize::try_from(seq.checked_sub(self.base)?).ok()
+    }
+
+    fn get(&self, seq: u64) -> Option<&Outstanding> {
+        self.slots.get(self.index(seq)?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, seq: u64) -> Option<&mut Outstanding> {
+        let i = self.index(seq)?;
+        self.slots.get_mut(i)?.as_mut()
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<Outstanding> {
+        let i = self.index(seq)?;
+        let o = self.slots.get_mut(i)?.take()?;
+        self.len -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(o)
+    }
+
+    /// The outstanding numbers in `first..=last` (clipped to the ring, so a
+    /// run's length costs nothing beyond what is outstanding).
+    fn range(&self, first: u64, last: u64) -> impl Iterator<Item = (u64, &Outstanding)> {
+        let end = self.base + self.slots.len() as u64;
+        let lo = first.max(self.base);
+        let hi = last.saturating_add(1).min(end).max(lo);
+        let (a, b) = ((lo - self.base) as usize, (hi - self.base) as usize);
+        self.slots
+            .range(a..b)
+            .zip(lo..)
+            .filter_map(|(o, seq)| Some((seq, o.as_ref()?)))
+    }
+}
+
 /// A client (see the module docs).
 #[derive(Debug)]
 pub struct Client {
@@ -56,7 +117,7 @@ pub struct Client {
     next_seq: u64,
     /// Commands from this number on are queued, not yet sent.
     unsent_from: u64,
-    outstanding: BTreeMap<u64, Outstanding>,
+    outstanding: Ring,
     /// Outstanding commands that were sent at least once.
     sent: usize,
     /// `(sent at, seq)` in the order sent; an entry is stale once its
@@ -78,7 +139,7 @@ impl Client {
             target: 0,
             next_seq: 1,
             unsent_from: 1,
-            outstanding: BTreeMap::new(),
+            outstanding: Ring::default(),
             sent: 0,
             timers: VecDeque::new(),
             scratch: Vec::new(),
@@ -99,12 +160,12 @@ impl Client {
 
     /// Commands submitted and not yet known decided (queued ones included).
     pub fn outstanding(&self) -> usize {
-        self.outstanding.len()
+        self.outstanding.len
     }
 
     /// Commands submitted and not sent yet (coalescing).
     pub fn queued(&self) -> usize {
-        self.outstanding.len() - self.sent
+        self.outstanding.len - self.sent
     }
 
     /// Commands sent and not yet answered.
@@ -131,7 +192,7 @@ impl Client {
     pub fn queue(&mut self, payload: impl Into<Arc<[u8]>>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.outstanding.insert(
+        self.outstanding.push(
             seq,
             Outstanding {
                 payload: payload.into(),
@@ -149,7 +210,11 @@ impl Client {
         }
         let mut seqs = std::mem::take(&mut self.scratch);
         seqs.clear();
-        seqs.extend(self.outstanding.range(self.unsent_from..).map(|(&s, _)| s));
+        seqs.extend(
+            self.outstanding
+                .range(self.unsent_from, u64::MAX)
+                .map(|(s, _)| s),
+        );
         self.unsent_from = self.next_seq;
         self.send(now, &seqs);
         self.scratch = seqs;
@@ -167,7 +232,7 @@ impl Client {
         let mut batch: Vec<Command> = Vec::new();
         let mut bytes = 0;
         for &seq in seqs {
-            let Some(o) = self.outstanding.get_mut(&seq) else {
+            let Some(o) = self.outstanding.get_mut(seq) else {
                 continue;
             };
             if o.sent_at.is_none() {
@@ -214,7 +279,7 @@ impl Client {
         while let Some(&(t, seq)) = self.timers.front() {
             if self
                 .outstanding
-                .get(&seq)
+                .get(seq)
                 .is_some_and(|o| o.sent_at == Some(t))
             {
                 break;
@@ -224,7 +289,7 @@ impl Client {
     }
 
     fn decided(&mut self, seq: u64, instance: Instance) -> bool {
-        let Some(o) = self.outstanding.remove(&seq) else {
+        let Some(o) = self.outstanding.remove(seq) else {
             return false;
         };
         if o.sent_at.is_some() {
@@ -265,7 +330,7 @@ impl Client {
                 reply::Status::NotLeader(hint) => {
                     if self
                         .outstanding
-                        .get(&r.seq)
+                        .get(r.seq)
                         .is_some_and(|o| o.sent_at.is_some())
                     {
                         self.not_leader(now, from, hint, &[r.seq]);
@@ -281,9 +346,7 @@ impl Client {
                     replies::Status::Decided => {
                         for run in r.runs.iter().filter(|r| r.first <= r.last) {
                             seqs.extend(
-                                self.outstanding
-                                    .range(run.first..=run.last)
-                                    .map(|(&s, _)| s),
+                                self.outstanding.range(run.first, run.last).map(|(s, _)| s),
                             );
                             for &seq in &seqs {
                                 self.decided(seq, run.instance);
@@ -297,9 +360,9 @@ impl Client {
                         for run in r.runs.iter().filter(|r| r.first <= r.last) {
                             seqs.extend(
                                 self.outstanding
-                                    .range(run.first..=run.last)
+                                    .range(run.first, run.last)
                                     .filter(|(_, o)| o.sent_at.is_some())
-                                    .map(|(&s, _)| s),
+                                    .map(|(s, _)| s),
                             );
                         }
                         if !seqs.is_empty() {
@@ -339,7 +402,7 @@ impl Client {
                 break;
             }
             self.timers.pop_front();
-            if let Some(o) = self.outstanding.get_mut(&seq)
+            if let Some(o) = self.outstanding.get_mut(seq)
                 && o.sent_at == Some(t)
             {
                 // Marked now, so that a second entry for it is stale.
@@ -473,6 +536,33 @@ mod tests {
             }),
         );
         assert_eq!(sent(&mut c), vec![(Dest::Node(NodeId(1)), vec![2, 3])]);
+    }
+
+    #[test]
+    fn the_ring_clips_ranges_and_compacts_from_the_front() {
+        let mut r = Ring::default();
+        let o = || Outstanding {
+            payload: Arc::from(&b""[..]),
+            sent_at: None,
+        };
+        for seq in 5..10 {
+            r.push(seq, o());
+        }
+        assert!(r.remove(6).is_some());
+        assert!(r.remove(6).is_none());
+        let seqs = |r: &Ring, a, b| r.range(a, b).map(|(s, _)| s).collect::<Vec<_>>();
+        assert_eq!(seqs(&r, 0, u64::MAX), vec![5, 7, 8, 9]);
+        assert_eq!(seqs(&r, 7, 8), vec![7, 8]);
+        assert_eq!(seqs(&r, 9, 3), Vec::<u64>::new());
+        assert!(r.remove(5).is_some());
+        assert_eq!((r.base, r.len, r.slots.len()), (7, 3, 3), "5 and 6 dropped");
+        for seq in [7, 8, 9] {
+            assert!(r.get(seq).is_some());
+            r.remove(seq);
+        }
+        assert_eq!((r.len, r.slots.len()), (0, 0));
+        r.push(20, o());
+        assert_eq!(seqs(&r, 0, 100), vec![20]);
     }
 
     #[test]

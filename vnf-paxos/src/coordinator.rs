@@ -451,12 +451,15 @@ impl Coordinator {
             self.answer(to, cmd.client, cmd.seq, instance.unwrap_or(Instance::MAX));
             return;
         }
-        if let Some(t) = self.pending.get_mut(&(cmd.client, cmd.seq)) {
-            *t = Some(to);
-            return;
+        match self.pending.entry((cmd.client, cmd.seq)) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                *e.get_mut() = Some(to);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Some(to));
+                self.queue.push_back(cmd);
+            }
         }
-        self.pending.insert((cmd.client, cmd.seq), Some(to));
-        self.queue.push_back(cmd);
     }
 
     /// Many commands in one datagram: queued together, then the window is
