@@ -10,7 +10,8 @@
 //! wants sent is written by [`Vnf::emit`] straight into fresh frames: each
 //! message is serialised once into a scratch buffer and copied into one
 //! frame per destination ([`Dest`] fans out through the [`Peers`] address
-//! book), so the shell allocates nothing per packet. Timers are the core's
+//! book; the payload's checksum is summed once, each copy adds only its
+//! headers), so the shell allocates nothing per packet. Timers are the core's
 //! `poll_timeout`, turned into the worker's wake-up; the control socket is
 //! answered on a five-millisecond housekeeping tick.
 //!
@@ -62,7 +63,7 @@ use dataplane::control::{Inbox, Request};
 use dataplane::io::Batch;
 use dataplane::runtime::{Emit, Vnf};
 use dataplane::wire::nfvinc::{HEADER_LEN, NfvHeader};
-use dataplane::wire::{UdpFrame, build_udp_frame, finish_udp_checksum};
+use dataplane::wire::{UdpFrame, build_udp_frame};
 use serde_json::{Value as Json, json};
 
 // Our MAC and next hops for raw frames: shared with every VNF in dataplane.
@@ -325,6 +326,31 @@ struct Cursor {
     member: usize,
     guest: usize,
     len: usize,
+    /// The one's-complement sum of the message, summed once for every
+    /// copy: a copy's UDP checksum only adds its own header and addresses.
+    sum: u16,
+}
+
+/// Fills the UDP checksum of the frame `buf` (built by `build_udp_frame`
+/// for `spec`, checksum field zero) whose payload sums to `payload_sum`.
+fn fill_checksum(buf: &mut [u8], spec: &dataplane::wire::FrameSpec, payload_sum: u16) {
+    use dataplane::wire::UDP_PAYLOAD_OFFSET;
+    use dataplane::wire::checksum::{combine, pseudo_header_v4, sum};
+    let udp = UDP_PAYLOAD_OFFSET - 8;
+    let udp_len = (buf.len() - udp) as u16;
+    // The header is 8 bytes, so the payload's words keep their alignment
+    // and its sum adds to the header's.
+    let s = combine(&[
+        pseudo_header_v4(spec.src_ip, spec.dst_ip, 17, udp_len),
+        sum(&buf[udp..UDP_PAYLOAD_OFFSET]),
+        payload_sum,
+    ]);
+    // Zero means "no checksum" in UDP: a computed zero is sent as ones.
+    let c = match !s {
+        0 => 0xffff,
+        c => c,
+    };
+    buf[UDP_PAYLOAD_OFFSET - 2..UDP_PAYLOAD_OFFSET].copy_from_slice(&c.to_be_bytes());
 }
 
 /// A consensus process on a dataplane worker (see the module docs).
@@ -708,6 +734,7 @@ impl Vnf for PaxosService {
                                 member: 0,
                                 guest: 0,
                                 len,
+                                sum: dataplane::wire::checksum::sum(&self.scratch[..len]),
                             }
                         }
                         Err(_) => {
@@ -734,7 +761,7 @@ impl Vnf for PaxosService {
                     let buf = f.data_mut();
                     let n = build_udp_frame(buf, &spec, payload.len()).ok()?;
                     buf[dataplane::wire::UDP_PAYLOAD_OFFSET..n].copy_from_slice(payload);
-                    finish_udp_checksum(&mut buf[..n]).ok()?;
+                    fill_checksum(&mut buf[..n], &spec, cursor.sum);
                     Some(n)
                 });
                 let _ = f.set_len(written.unwrap_or(0));
@@ -1089,6 +1116,29 @@ mod tests {
                 payload: Arc::from(&b"x"[..]),
             },
         })
+    }
+
+    #[test]
+    fn a_checksum_from_the_payload_sum_matches_one_over_the_frame() {
+        let spec = FrameSpec {
+            src_mac: [2; 6],
+            dst_mac: [3; 6],
+            src_ip: Ipv4Addr::new(10, 0, 1, 1),
+            dst_ip: Ipv4Addr::new(10, 0, 2, 7),
+            src_port: 7400,
+            dst_port: 5123,
+        };
+        for len in [0usize, 1, 2, 7, 33, 1201] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let mut a = vec![0u8; 2048];
+            let n = build_udp_frame(&mut a, &spec, len).unwrap();
+            a[dataplane::wire::UDP_PAYLOAD_OFFSET..n].copy_from_slice(&payload);
+            let mut b = a.clone();
+            dataplane::wire::finish_udp_checksum(&mut a[..n]).unwrap();
+            fill_checksum(&mut b[..n], &spec, dataplane::wire::checksum::sum(&payload));
+            assert_eq!(a[..n], b[..n], "payload of {len} bytes");
+            assert!(UdpFrame::parse(&b[..n]).unwrap().verify_udp_checksum());
+        }
     }
 
     #[test]
