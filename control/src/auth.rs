@@ -139,30 +139,28 @@ impl FromRequestParts<AppState> for Caller {
                 ApiError::Unauthorized("Authorization header is not \"Bearer <token>\"".into())
             })?;
         let hash = digest(token);
-        state
-            .db
-            .call(move |c| {
-                // Every request runs this: the statement is compiled once.
-                let row: Option<(i64, String, i64, i64)> = c
-                    .prepare_cached(
-                        "SELECT s.user_id, u.name, s.id, s.expires_at FROM sessions s
+        // Every request runs this: on a reader, on this thread, with the
+        // statement compiled once.
+        state.db.read(|c| {
+            let row: Option<(i64, String, i64, i64)> = c
+                .prepare_cached(
+                    "SELECT s.user_id, u.name, s.id, s.expires_at FROM sessions s
                          JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
-                    )?
-                    .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                    .optional()?;
-                match row {
-                    None => Err(ApiError::Unauthorized("unknown bearer token".into())),
-                    Some((_, _, _, exp)) if exp <= now_s() => Err(ApiError::Unauthorized(
-                        "bearer token expired; open a new session".into(),
-                    )),
-                    Some((user_id, user, session_id, _)) => Ok(Caller {
-                        user_id,
-                        user,
-                        session_id,
-                    }),
-                }
-            })
-            .await
+                )?
+                .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()?;
+            match row {
+                None => Err(ApiError::Unauthorized("unknown bearer token".into())),
+                Some((_, _, _, exp)) if exp <= now_s() => Err(ApiError::Unauthorized(
+                    "bearer token expired; open a new session".into(),
+                )),
+                Some((user_id, user, session_id, _)) => Ok(Caller {
+                    user_id,
+                    user,
+                    session_id,
+                }),
+            }
+        })
     }
 }
 

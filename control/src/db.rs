@@ -1,18 +1,26 @@
 //! The Configuration Agent's state in SQLite: opening, schema migrations,
 //! and the bridge from async handlers to the (blocking) connection.
 //!
-//! One connection behind a mutex is enough: every statement here is a
-//! point lookup or a single-row write (microseconds), and SQLite serialises
-//! writers anyway. Calls run on tokio's blocking pool so that an fsync never
-//! stalls the async workers. WAL with `synchronous = FULL` makes every
-//! committed transaction durable before the API acknowledges it, which the
-//! Scheduler's "logged before 202" promise depends on.
+//! One writing connection behind a mutex is enough: every statement here
+//! is a point lookup or a single-row write (microseconds), and SQLite
+//! serialises writers anyway. Its calls run on tokio's blocking pool so
+//! that an fsync never stalls the async workers. WAL with
+//! `synchronous = FULL` makes every committed transaction durable before
+//! the API acknowledges it, which the Scheduler's "logged before 202"
+//! promise depends on.
+//!
+//! The look-ups every request makes (its session, the instance it names)
+//! run instead on read-only connections, on the calling thread
+//! ([`Db::read`]): in WAL mode a reader never waits for the writer (nor
+//! its fsync), and a point look-up on a hot page takes microseconds, less
+//! than the two thread switches of a trip through the blocking pool,
+//! which under load were most of the daemon's time.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 use crate::error::ApiError;
 
@@ -132,7 +140,14 @@ pub fn now_ms() -> i64 {
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+    /// Idle read-only connections for [`Db::read`]; as many are opened as
+    /// threads read at once (the async workers, a few).
+    readers: Arc<Mutex<Vec<Connection>>>,
 }
+
+/// Idle read-only connections kept; more may be open while in use.
+const READERS: usize = 8;
 
 impl Db {
     /// Opens (creating) `dir/nfvinc.db` and brings its schema up to date.
@@ -148,7 +163,30 @@ impl Db {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(dir.join("nfvinc.db")),
+            readers: Arc::default(),
         })
+    }
+
+    /// Runs the read-only `f` on a read-only connection, on this thread
+    /// (see the module's documentation for why that is fine in an async
+    /// handler). It sees every transaction committed before it starts.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, ApiError>,
+    ) -> Result<R, ApiError> {
+        let kept = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match kept {
+            Some(c) => c,
+            None => open_reader(&self.path)
+                .map_err(|e| ApiError::Internal(format!("opening a database reader: {e}")))?,
+        };
+        let r = f(&conn);
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.len() < READERS {
+            readers.push(conn);
+        }
+        r
     }
 
     /// Runs `f` on the connection from a blocking thread.
@@ -170,6 +208,19 @@ impl Db {
         let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut c)
     }
+}
+
+/// A read-only connection to the database at `path` (which the writing
+/// connection has opened in WAL mode).
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Waiting is only for the rare moments a reader must (another process
+    // recovering the WAL); never for a writer.
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -239,5 +290,29 @@ mod tests {
                 .unwrap()
         });
         assert_eq!(version, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn readers_see_committed_writes_and_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let get = |db: &Db| {
+            db.read(|c| {
+                Ok(
+                    c.query_row("SELECT value FROM meta WHERE key = 'k'", [], |r| {
+                        r.get::<_, String>(0)
+                    })?,
+                )
+            })
+        };
+        assert!(get(&db).is_err(), "nothing there yet");
+        db.blocking(|c| meta_get_or_init(c, "k", || "v1".into()).unwrap());
+        assert_eq!(get(&db).unwrap(), "v1");
+        db.blocking(|c| c.execute("UPDATE meta SET value = 'v2' WHERE key = 'k'", []))
+            .unwrap();
+        assert_eq!(get(&db).unwrap(), "v2", "a kept reader sees the new value");
+        let w = db.read(|c| Ok(c.execute("UPDATE meta SET value = 'v3'", [])?));
+        assert!(w.is_err(), "a reader does not write");
+        assert_eq!(get(&db).unwrap(), "v2");
     }
 }

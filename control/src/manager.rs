@@ -290,17 +290,16 @@ pub fn apply_scale(cur: &Scale, req: &ScaleRequest) -> Result<Scale, ApiError> {
 /// found", exactly like a missing one, so that ids reveal nothing.
 pub async fn load(state: &AppState, user_id: i64, id: &str) -> Result<InstanceRow, ApiError> {
     let idc = id.to_owned();
+    // Every REST operation runs this: on a reader, compiled once.
     state
         .db
-        .call(move |c| {
-            // Every REST operation runs this: compiled once.
+        .read(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM instances WHERE id = ?1 AND user_id = ?2"
             ))?
             .query_row(params![idc, user_id], from_row)
             .optional()?)
-        })
-        .await?
+        })?
         .ok_or_else(|| ApiError::not_found("instance", id))
 }
 
