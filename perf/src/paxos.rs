@@ -80,7 +80,7 @@ pub struct PaxosArgs {
     #[arg(long, value_enum, default_value = "wal")]
     pub durability: DurabilityArg,
     /// Coordinator: most client values per instance (1: no batching).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     pub batch: usize,
     /// Coordinator: most instances in flight. Values queue at the leader
     /// while the window is full, which is what makes batches grow.

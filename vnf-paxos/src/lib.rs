@@ -56,15 +56,16 @@
 //!
 //! **Phase 2** (steady state). Client commands queue at the leader; while
 //! fewer than `window` (256) instances are in flight it takes what is
-//! queued, up to 64 commands (and a packet's bytes), into the next
+//! queued, up to 256 commands and [`MAX_VALUE_BYTES`] (1,340) bytes of
+//! them (with 16-byte commands in runs, 73 a packet), into the next
 //! instance. It fills the window once per burst of input, when it is next
 //! polled, so that what a burst brought (several submits) shares
 //! instances, and never waits longer for a batch to fill: at low load an
 //! instance holds one command and leaves at once; at high load the window
-//! is full, commands accumulate, and batches grow by themselves. New instances are packed several to an
-//! `Accept` packet (up to 1,200 bytes of values) as `poll_transmit` drains
-//! them, which again only happens at high load, when a burst produced
-//! several. An acceptor whose promise is not above the ballot accepts and
+//! is full, commands accumulate, and batches grow by themselves. New
+//! instances are packed several to an `Accept` packet (up to 1,340 bytes of
+//! values) as `poll_transmit` drains them, which again only happens at high
+//! load, when a burst produced several. An acceptor whose promise is not above the ballot accepts and
 //! sends its vote (`Accepted`, with the values) to every learner and
 //! coordinator. Instances without a majority of votes after `retransmit`
 //! (20 ms) are sent again.
@@ -422,7 +423,9 @@ pub mod wire;
 
 pub use acceptor::{Acceptor, Counters as AcceptorCounters, PersistBatch, Record};
 pub use client::{Client, Committed};
-pub use config::{AcceptorConfig, ClientConfig, CoordinatorConfig, Durability, LearnerConfig};
+pub use config::{
+    AcceptorConfig, ClientConfig, CoordinatorConfig, Durability, LearnerConfig, MAX_VALUE_BYTES,
+};
 pub use coordinator::{Coordinator, Counters as CoordinatorCounters};
 pub use learner::{Delivery, Learner};
 pub use time::Time;

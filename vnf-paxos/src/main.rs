@@ -126,11 +126,11 @@ struct Args {
     #[arg(long, default_value_t = 256)]
     window: usize,
     /// Coordinators: most client values per instance (1: no batching).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     batch: usize,
     /// Coordinators: most bytes of values per packet (0: one instance per
     /// packet).
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = vnf_paxos::MAX_VALUE_BYTES)]
     packet_bytes: usize,
     /// Coordinators: leader heartbeat interval, in milliseconds.
     #[arg(long, default_value_t = 5)]
