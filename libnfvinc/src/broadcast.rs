@@ -28,7 +28,9 @@
 //!
 //! A background thread receives (draining up to 64 datagrams per lock,
 //! then sleeping in `ppoll` until the socket is readable or the core's
-//! next timer), runs the timers (retransmissions, NACKs after a gap, epoch
+//! next timer; with [`BroadcastConfig::coalesce`], a fixed sleep between
+//! reads while frames come fast and nobody waits on the handle), runs the
+//! timers (retransmissions, NACKs after a gap, epoch
 //! reports), answers peers' repair requests, and queues deliveries for
 //! [`Broadcast::recv`]. Deliveries are queued in order, each with its
 //! global sequence number; past [`MAX_QUEUED`] undelivered ones the oldest
@@ -110,6 +112,16 @@ pub struct BroadcastConfig {
     /// frames sent are tagged under the key, frames received are checked.
     /// `None` for a sequencer run without authentication.
     pub auth: Option<DirectAuth>,
+    /// Interrupt moderation of the background thread: while group frames
+    /// come faster than this and no application thread waits on the
+    /// handle, the thread sleeps this long between reads instead of waking
+    /// for every frame, and takes what gathered in one go. Zero (the
+    /// default): it wakes for every frame. For many members sharing few
+    /// cores (a test bed), where a wake-up per frame per member costs more
+    /// than the frames; it adds at most this much latency, only under
+    /// load, and never to a member whose application is blocked on it (a
+    /// sender waiting for room, a reader waiting for a message).
+    pub coalesce: Duration,
 }
 
 impl BroadcastConfig {
@@ -125,6 +137,7 @@ impl BroadcastConfig {
             bind,
             multicast: None,
             auth: None,
+            coalesce: Duration::ZERO,
         }
     }
 }
@@ -188,6 +201,7 @@ struct Shared {
     sequencer: SocketAddrV4,
     peers: HashMap<ProcessId, SocketAddrV4>,
     auth: Option<DirectAuth>,
+    coalesce: Duration,
     stop: AtomicBool,
 }
 
@@ -471,17 +485,27 @@ fn multicast_socket(group: SocketAddrV4, iface: std::net::Ipv4Addr) -> io::Resul
 }
 
 /// Asks for a larger receive buffer: a burst of group frames must not
-/// overflow the socket while the thread waits for the lock. Best effort.
+/// overflow the socket while the thread waits for the lock or its turn on
+/// a busy core (a frame lost is a NACK and a repair, and a member that
+/// falls a window behind drops everything newer until repaired). Past
+/// `net.core.rmem_max` when the process may (`SO_RCVBUFFORCE`, with
+/// `CAP_NET_ADMIN`), else up to it. Best effort.
 fn grow_rcvbuf(socket: &UdpSocket, bytes: libc::c_int) {
-    // SAFETY: a valid socket and a c_int option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&bytes as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: a valid socket and a c_int option value of the right
+        // size.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return;
+        }
     }
 }
 
@@ -542,6 +566,7 @@ impl Broadcast {
             sequencer: cfg.sequencer,
             peers: cfg.peers.iter().copied().collect(),
             auth: cfg.auth,
+            coalesce: cfg.coalesce,
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -738,6 +763,11 @@ fn run(shared: &Shared) {
     let mut lens = [0usize; DRAIN];
     let mut fds = vec![shared.socket.as_raw_fd()];
     fds.extend(shared.mcast.as_ref().map(|m| m.as_raw_fd()));
+    // Interrupt moderation (`BroadcastConfig::coalesce`): when the last
+    // two reads that found datagrams came less than two periods apart,
+    // the next wait is a plain sleep of one period.
+    let mut last_data: Option<Instant> = None;
+    let mut linger = false;
     while !shared.stop.load(Ordering::Relaxed) {
         let wait = {
             let Ok(st) = shared.state.lock() else { return };
@@ -749,7 +779,9 @@ fn run(shared: &Shared) {
                 .min(IDLE)
             })
         };
-        if !wait.is_zero()
+        if linger {
+            std::thread::sleep(wait.min(shared.coalesce));
+        } else if !wait.is_zero()
             && let Err(e) = wait_readable(&fds, wait)
         {
             if let Ok(mut st) = shared.state.lock() {
@@ -789,6 +821,16 @@ fn run(shared: &Shared) {
         drop(st);
         if waiting && (delivered || n > 0) {
             shared.changed.notify_all();
+        }
+        linger = false;
+        if n > 0 && !shared.coalesce.is_zero() {
+            let t = Instant::now();
+            // A full read leaves more behind: read again at once. Someone
+            // waiting on the handle is served at once too.
+            linger = n < DRAIN
+                && !waiting
+                && last_data.is_some_and(|l| t.duration_since(l) < 2 * shared.coalesce);
+            last_data = Some(t);
         }
     }
 }
@@ -870,6 +912,10 @@ mod tests {
                 SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
             );
             cfg.sequencer_id = SEQ;
+            // The second member moderates its wake-ups: same deliveries.
+            if id == 2 {
+                cfg.coalesce = Duration::from_millis(1);
+            }
             Broadcast::join(cfg).unwrap()
         };
         let (a, b) = (join(1), join(2));

@@ -13,15 +13,28 @@
 //! * `msgs_per_s`: messages delivered per second at *every* member (the
 //!   slowest member's count);
 //! * `latency_ns`: send-to-deliver, from the send time in the payload to
-//!   the delivery at each member, over all members;
+//!   the delivery at each member, over all members (every eighth message
+//!   by global sequence number);
 //! * `order_ok`: once the senders stop and the members have caught up,
 //!   every member delivered the same sequence (same count and the same
 //!   digest of `(seq, sender, sender_seq)` in delivery order) and lost
 //!   nothing; the run, and the command, fail if not.
 //!
-//! With `--multicast`, the sequencer sends each group frame once, to an IP
-//! multicast group every member joins, and the veth link and the members'
-//! kernel replicate it; otherwise it sends every member its own copy.
+//! The sequencer sends each group frame once, to an IP multicast group
+//! every member joins, and the veth link and the members' kernel replicate
+//! it (`--delivery multicast`, the default); with `--delivery unicast` it
+//! sends every member its own copy.
+//!
+//! Flow control: the protocol has none beyond a sender's window (its own
+//! messages not yet delivered back to it), so a member that falls behind
+//! the fastest sender falls further, and one a whole delivery window
+//! (4,096 messages) behind drops every newer frame until repaired. The
+//! senders therefore also wait (a 200 µs pause at a time, counted in
+//! `flow_pauses`) while the group has [`GROUP_WINDOW`] messages sent and
+//! not yet delivered at its slowest member: what an application that wants
+//! every member to keep up does, and what makes `msgs_per_s` the rate the
+//! whole group sustains. Members' background threads coalesce wake-ups
+//! (`--coalesce-us`): fifty members share two cores here.
 //!
 //! For `mem`, the stamping logic alone on one core, in process: 50 members'
 //! Data frames in bursts of 32 are parsed and stamped, and every group
@@ -91,10 +104,24 @@ pub struct SequencerArgs {
     /// Core to pin the sequencer to; none: not pinned.
     #[arg(long)]
     pub core: Option<usize>,
-    /// Group frames go once to an IP multicast group that every member
-    /// joins (`vnf-sequencer --multicast`), instead of one copy per member.
-    #[arg(long)]
+    /// How group frames reach the members: `multicast`, once to an IP
+    /// multicast group every member joins (`vnf-sequencer --multicast`:
+    /// the veth link and the members' kernel replicate it; what the issue
+    /// asks of group delivery), or `unicast`, one copy per member written
+    /// by the sequencer.
+    #[arg(long, default_value = "multicast", value_parser = ["multicast", "unicast"])]
+    pub delivery: String,
+    /// Same as `--delivery multicast` (the default; kept for old command
+    /// lines).
+    #[arg(long, hide = true)]
     pub multicast: bool,
+    /// Members' interrupt moderation in microseconds
+    /// (`BroadcastConfig::coalesce`): while frames come faster, a member
+    /// that no thread waits on reads every so often instead of waking for
+    /// every frame. 0: off.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub coalesce_us: u64,
     /// The sequencer's polling (`busy` spins its core: for dedicated cores
     /// only).
     #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "busy"])]
@@ -111,6 +138,11 @@ pub struct SequencerArgs {
 }
 
 impl SequencerArgs {
+    /// Whether group frames go to an IP multicast group.
+    pub fn multicast(&self) -> bool {
+        self.multicast || self.delivery == "multicast"
+    }
+
     /// The `vnf-sequencer` binary to run.
     pub fn vnf_bin(&self) -> Result<PathBuf, String> {
         crate::cli::vnf_binary(self.vnf_bin.as_deref(), "vnf-sequencer")
@@ -369,23 +401,91 @@ fn run_mem(args: &SequencerArgs, stop: &AtomicBool) -> anyhow::Result<Run> {
     Ok(run)
 }
 
-/// What one member delivered.
-struct Stats {
+/// Messages the senders may have sent that the slowest member has not yet
+/// delivered (see the module docs): half a member's delivery window, so
+/// that no member falls out of it while it catches up.
+pub const GROUP_WINDOW: u64 = 2048;
+
+/// A sender's pause while the group window is full.
+const FLOW_PAUSE: Duration = Duration::from_micros(200);
+
+/// Every how many messages (by global sequence number) the send-to-deliver
+/// latency is taken, at every member: a systematic sample, so that the
+/// clock read and the histogram cost fifty members an eighth of what they
+/// would (the figures do not move: millions of samples per run).
+const LATENCY_SAMPLE: u64 = 8;
+
+/// What one member has delivered so far, published by its handler for the
+/// senders' flow control and the measurement (no lock per delivery). Each
+/// on its own cache lines: the senders read all of them at every batch.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Progress {
+    delivered: AtomicU64,
+    /// [`mix`] over `(seq, sender, sender_seq)` in delivery order.
+    digest: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// A member's handler state: its latencies are recorded without a lock
+/// and handed over to `out` when the member closes (its handler dropped).
+struct Recorder {
+    progress: Arc<Progress>,
+    measuring: Arc<AtomicBool>,
     delivered: u64,
-    /// FNV-1a over `(seq, sender, sender_seq)` in delivery order.
     digest: u64,
     lost: u64,
     hist: Histogram<u64>,
+    out: Arc<Mutex<Histogram<u64>>>,
 }
 
-fn fnv(mut h: u64, x: u64) -> u64 {
-    for b in x.to_le_bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+impl Recorder {
+    fn on(&mut self, e: Event<'_>) {
+        match e {
+            Event::Deliver(d) => {
+                self.delivered += 1;
+                self.digest = mix(mix(mix(self.digest, d.seq), d.sender.0), d.sender_seq);
+                if d.seq % LATENCY_SAMPLE == 0
+                    && self.measuring.load(Ordering::Relaxed)
+                    && d.payload.len() >= 8
+                {
+                    let mut t = [0u8; 8];
+                    t.copy_from_slice(&d.payload[..8]);
+                    let lat =
+                        dataplane::time::monotonic_nanos().saturating_sub(u64::from_be_bytes(t));
+                    let _ = self.hist.record(lat.max(1));
+                }
+                self.progress.digest.store(self.digest, Ordering::Relaxed);
+                self.progress
+                    .delivered
+                    .store(self.delivered, Ordering::Release);
+            }
+            Event::Lost { first, end } => {
+                self.lost += end - first;
+                self.progress.lost.store(self.lost, Ordering::Relaxed);
+            }
+        }
     }
-    h
 }
 
-fn member_cfg(k: u16, receivers: u16, multicast: bool) -> BroadcastConfig {
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Ok(mut h) = self.out.lock() {
+            let _ = h.add(&self.hist);
+        }
+    }
+}
+
+/// One step of an order-sensitive digest of 64-bit words (FNV-1a's
+/// constants, a word at a time rather than a byte: three multiplications
+/// per delivery instead of twenty-four).
+fn mix(h: u64, x: u64) -> u64 {
+    (h ^ x).wrapping_mul(0x100_0000_01b3).rotate_left(29)
+}
+
+const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn member_cfg(k: u16, receivers: u16, args: &SequencerArgs) -> BroadcastConfig {
     let mut cfg = BroadcastConfig::new(
         ProcessId(u64::from(k)),
         GROUP,
@@ -393,7 +493,8 @@ fn member_cfg(k: u16, receivers: u16, multicast: bool) -> BroadcastConfig {
         SocketAddrV4::new(MEMBERS_IP, MEMBER_PORT0 + k),
     );
     cfg.sequencer_id = ProcessId(SEQ_ID);
-    cfg.multicast = multicast.then_some(MULTICAST);
+    cfg.multicast = args.multicast().then_some(MULTICAST);
+    cfg.coalesce = Duration::from_micros(args.coalesce_us);
     cfg.peers = (1..=receivers)
         .filter(|&j| j != k)
         .map(|j| {
@@ -406,6 +507,29 @@ fn member_cfg(k: u16, receivers: u16, multicast: bool) -> BroadcastConfig {
     cfg
 }
 
+/// The UDP error counters of `ns` (`/proc/net/snmp`): datagrams its
+/// sockets dropped, a full receive buffer among them.
+fn udp_errors(ns: &Netns) -> Value {
+    let Ok(text) = ns.exec("cat", &["/proc/net/snmp"]) else {
+        return Value::Null;
+    };
+    let mut rows = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (rows.next(), rows.next()) else {
+        return Value::Null;
+    };
+    let mut out = serde_json::Map::new();
+    for (n, v) in names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .skip(1)
+    {
+        if matches!(n, "InErrors" | "RcvbufErrors" | "InDatagrams") {
+            out.insert(n.to_owned(), json!(v.parse::<u64>().unwrap_or(0)));
+        }
+    }
+    Value::Object(out)
+}
+
 fn run_net(
     args: &SequencerArgs,
     backend: Backend,
@@ -415,6 +539,7 @@ fn run_net(
     let bin = args.vnf_bin().map_err(|e| anyhow!(e))?;
     dataplane::netns::check_privileges().context("the afxdp and udp backends build namespaces")?;
     let senders = args.senders.min(receivers);
+    let multicast = args.multicast();
     let vnf_ns = Netns::new("sqpv")?;
     let members_ns = Netns::new("sqpm")?;
     veth(
@@ -443,43 +568,31 @@ fn run_net(
 
     // Members first, so that the sequencer's first frames find them.
     let measuring = Arc::new(AtomicBool::new(false));
+    let hist = Arc::new(Mutex::new(new_histogram()));
     let mut handles = Vec::new();
-    let mut stats = Vec::new();
+    let mut progress = Vec::new();
     for k in 1..=receivers {
-        let st = Arc::new(Mutex::new(Stats {
+        let p = Arc::new(Progress::default());
+        p.digest.store(FNV_BASIS, Ordering::Relaxed);
+        let mut rec = Recorder {
+            progress: p.clone(),
+            measuring: measuring.clone(),
             delivered: 0,
-            digest: 0xcbf2_9ce4_8422_2325,
+            digest: FNV_BASIS,
             lost: 0,
             hist: new_histogram(),
-        }));
-        let (st2, m2) = (st.clone(), measuring.clone());
-        let cfg = member_cfg(k, receivers, args.multicast);
+            out: hist.clone(),
+        };
+        let cfg = member_cfg(k, receivers, args);
         let h = members_ns
-            .spawn(move || {
-                Broadcast::join_with(cfg, move |e| {
-                    let Ok(mut s) = st2.lock() else { return };
-                    match e {
-                        Event::Deliver(d) => {
-                            s.delivered += 1;
-                            s.digest = fnv(fnv(fnv(s.digest, d.seq), d.sender.0), d.sender_seq);
-                            if m2.load(Ordering::Relaxed) && d.payload.len() >= 8 {
-                                let mut t = [0u8; 8];
-                                t.copy_from_slice(&d.payload[..8]);
-                                let lat = dataplane::time::monotonic_nanos()
-                                    .saturating_sub(u64::from_be_bytes(t));
-                                let _ = s.hist.record(lat.max(1));
-                            }
-                        }
-                        Event::Lost { first, end } => s.lost += end - first,
-                    }
-                })
-            })
+            .spawn(move || Broadcast::join_with(cfg, move |e| rec.on(e)))
             .join()
             .map_err(|_| anyhow!("member set-up panicked"))??
             .context("member")?;
         handles.push(Arc::new(h));
-        stats.push(st);
+        progress.push(p);
     }
+    let progress = Arc::new(progress);
     let members = (1..=receivers)
         .map(|k| format!("{k}={MEMBERS_IP}:{}", MEMBER_PORT0 + k))
         .collect::<Vec<_>>()
@@ -502,7 +615,7 @@ fn run_net(
     .arg("--control")
     .arg(&control)
     .env("RUST_LOG", "warn");
-    if args.multicast {
+    if multicast {
         cmd.args(["--multicast", &MULTICAST.to_string()]);
     }
     if let Some(c) = args.core {
@@ -510,13 +623,16 @@ fn run_net(
     }
     let mut vnf = Vnf::spawn(cmd, &dir.join("vnf-sequencer.log"), Duration::from_secs(10))?;
 
-    // Senders: closed loop, as fast as the window lets each.
+    // Senders: closed loop, as fast as the window (theirs, and the
+    // group's) lets each.
     let sending = Arc::new(AtomicBool::new(true));
     let sent_total = Arc::new(AtomicU64::new(0));
+    let flow_pauses = Arc::new(AtomicU64::new(0));
     let size = usize::from(args.size);
     let mut threads = Vec::new();
     for (i, h) in handles.iter().take(usize::from(senders)).enumerate() {
         let (h, sending, sent_total) = (h.clone(), sending.clone(), sent_total.clone());
+        let (progress, flow_pauses) = (progress.clone(), flow_pauses.clone());
         threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
             // A window's worth at a time, in one system call.
             let mut batch = vec![vec![0u8; size]; 64];
@@ -524,6 +640,16 @@ fn run_net(
                 p[8..16].copy_from_slice(&(i as u64).to_be_bytes());
             }
             while sending.load(Ordering::Relaxed) {
+                let slowest = progress
+                    .iter()
+                    .map(|p| p.delivered.load(Ordering::Relaxed))
+                    .min()
+                    .unwrap_or(0);
+                if sent_total.load(Ordering::Relaxed).saturating_sub(slowest) >= GROUP_WINDOW {
+                    flow_pauses.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(FLOW_PAUSE);
+                    continue;
+                }
                 let now = dataplane::time::monotonic_nanos().to_be_bytes();
                 for p in &mut batch {
                     p[..8].copy_from_slice(&now);
@@ -540,29 +666,29 @@ fn run_net(
         }));
     }
 
-    let delivered = |stats: &[Arc<Mutex<Stats>>]| -> Vec<u64> {
-        stats
-            .iter()
-            .map(|s| s.lock().map_or(0, |s| s.delivered))
+    let delivered = |p: &[Arc<Progress>]| -> Vec<u64> {
+        p.iter()
+            .map(|p| p.delivered.load(Ordering::Acquire))
             .collect()
     };
     let t0 = Instant::now();
     let warm = Duration::from_secs_f64(args.warmup);
     let end = warm + Duration::from_secs_f64(args.duration);
-    let mut window: Option<(Vec<u64>, u64, Instant)> = None;
+    let mut window: Option<(Vec<u64>, u64, u64, Instant)> = None;
     let mut last = (0u64, Instant::now());
     let mut stalled = None;
     while t0.elapsed() < end && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
         if window.is_none() && t0.elapsed() >= warm {
             window = Some((
-                delivered(&stats),
+                delivered(&progress),
                 sent_total.load(Ordering::Relaxed),
+                flow_pauses.load(Ordering::Relaxed),
                 Instant::now(),
             ));
             measuring.store(true, Ordering::Relaxed);
         }
-        let now_min = delivered(&stats).into_iter().min().unwrap_or(0);
+        let now_min = delivered(&progress).into_iter().min().unwrap_or(0);
         if now_min > last.0 {
             last = (now_min, Instant::now());
         } else if last.1.elapsed() > Duration::from_secs(5) {
@@ -573,8 +699,9 @@ fn run_net(
             break;
         }
     }
-    let at_end = delivered(&stats);
+    let at_end = delivered(&progress);
     let sent_at_end = sent_total.load(Ordering::Relaxed);
+    let pauses_at_end = flow_pauses.load(Ordering::Relaxed);
     measuring.store(false, Ordering::Relaxed);
     sending.store(false, Ordering::Relaxed);
     for t in threads {
@@ -583,7 +710,7 @@ fn run_net(
     if let Some(e) = stalled {
         bail!(e);
     }
-    let Some((at0, sent0, w0)) = window else {
+    let Some((at0, sent0, pauses0, w0)) = window else {
         bail!("interrupted before the measured window");
     };
     let secs = w0.elapsed().as_secs_f64();
@@ -591,26 +718,10 @@ fn run_net(
     // Order: every member catches up to everything sent, same digest.
     let total = sent_total.load(Ordering::Relaxed);
     let caught_up = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < caught_up && delivered(&stats).iter().any(|&d| d < total) {
+    while Instant::now() < caught_up && delivered(&progress).iter().any(|&d| d < total) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let finals: Vec<(u64, u64, u64)> = stats
-        .iter()
-        .map(|s| {
-            s.lock()
-                .map_or((0, 0, 1), |s| (s.delivered, s.digest, s.lost))
-        })
-        .collect();
-    let order_ok = finals
-        .iter()
-        .all(|f| f.0 == total && f.1 == finals[0].1 && f.2 == 0);
     let seq_counters = call(&control, &json!({"op": "counters"})).unwrap_or(Value::Null);
-    let mut hist = new_histogram();
-    for s in &stats {
-        if let Ok(s) = s.lock() {
-            let _ = hist.add(&s.hist);
-        }
-    }
     let member_counters: Vec<Value> = handles
         .iter()
         .take(3)
@@ -620,8 +731,33 @@ fn run_net(
                    "data_sent": c.data_sent, "duplicates": c.duplicates})
         })
         .collect();
+    let repairs: u64 = handles.iter().map(|h| h.counters().repairs).sum();
+    let nacks: u64 = handles
+        .iter()
+        .map(|h| {
+            let c = h.counters();
+            c.nacks + c.peer_nacks
+        })
+        .sum();
+    // Closing the members joins their threads (so everything they
+    // published is seen) and hands their latencies over.
     drop(handles);
+    let drops = udp_errors(&members_ns);
     let _ = vnf.stop();
+    let finals: Vec<(u64, u64, u64)> = progress
+        .iter()
+        .map(|p| {
+            (
+                p.delivered.load(Ordering::Acquire),
+                p.digest.load(Ordering::Relaxed),
+                p.lost.load(Ordering::Relaxed),
+            )
+        })
+        .collect();
+    let order_ok = finals
+        .iter()
+        .all(|f| f.0 == total && f.1 == finals[0].1 && f.2 == 0);
+    let hist = hist.lock().map_err(|_| anyhow!("a member panicked"))?;
 
     let per_member: Vec<u64> = at_end.iter().zip(&at0).map(|(a, b)| a - b).collect();
     let slowest = per_member.iter().copied().min().unwrap_or(0);
@@ -640,7 +776,11 @@ fn run_net(
     x.insert("msgs_per_s".into(), json!(run.pps));
     x.insert("order_ok".into(), json!(order_ok));
     x.insert("poll".into(), json!(args.poll));
-    x.insert("multicast".into(), json!(args.multicast));
+    x.insert("multicast".into(), json!(multicast));
+    x.insert("coalesce_us".into(), json!(args.coalesce_us));
+    x.insert("latency_every".into(), json!(LATENCY_SAMPLE));
+    x.insert("group_window".into(), json!(GROUP_WINDOW));
+    x.insert("flow_pauses".into(), json!(pauses_at_end - pauses0));
     x.insert("total_sent".into(), json!(total));
     x.insert(
         "final_delivered_min".into(),
@@ -648,6 +788,9 @@ fn run_net(
     );
     x.insert("sequencer".into(), seq_counters);
     x.insert("members_sample".into(), json!(member_counters));
+    x.insert("members_nacks".into(), json!(nacks));
+    x.insert("members_repairs".into(), json!(repairs));
+    x.insert("members_udp".into(), drops);
     Ok(run)
 }
 
@@ -671,6 +814,13 @@ mod tests {
         .unwrap();
         assert_eq!(t.a.receivers, [1, 5, 50]);
         assert_eq!(t.a.backend, [Backend::Afxdp, Backend::Udp]);
+        assert!(t.a.multicast(), "one send per group frame by default");
+        let u = T::try_parse_from("x --backend udp --delivery unicast".split_whitespace()).unwrap();
+        assert!(!u.a.multicast());
+        let m =
+            T::try_parse_from("x --backend udp --delivery unicast --multicast".split_whitespace())
+                .unwrap();
+        assert!(m.a.multicast(), "the old flag still asks for multicast");
         let (n, _, _) = stamp_rate(&t.a, Duration::from_millis(50), &AtomicBool::new(false));
         assert!(n > 1000, "stamped {n}");
         assert!(T::try_parse_from("x --backend udp --receivers 0".split_whitespace()).is_err());
