@@ -1,12 +1,15 @@
 //! Broker: routes each operation either straight to the instance's control
 //! socket or, while the instance is unavailable, to the Scheduler's log.
 
-use std::path::PathBuf;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use dataplane::control::{CallError, ControlClient};
+use dataplane::control::CallError;
 use serde_json::{Map, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
 
 use crate::catalog;
 use crate::error::ApiError;
@@ -119,31 +122,21 @@ pub async fn send_control(
         _ => None,
     };
     loop {
-        let (path, request) = (path.clone(), request.clone());
-        // The control client is blocking (it is the dataplane's own, shared
-        // with the VNFs' tests); a blocking thread keeps it off the executor.
-        let (result, conn) = tokio::task::spawn_blocking(move || {
-            let mut client = match kept {
-                Some(c) => c,
-                None => match ControlClient::connect(&path) {
-                    Ok(c) => c,
-                    Err(e) => return (Err(SendError::NotDelivered(e.to_string())), None),
-                },
-            };
-            let result = client.call(&request);
-            // A whole reply leaves the connection ready for the next call;
-            // after anything else it may be out of step: closed.
-            let reusable = matches!(result, Ok(_) | Err(CallError::Refused(_)));
-            (result.map_err(classify), reusable.then_some(client))
-        })
-        .await
-        .unwrap_or_else(|e| {
-            (
-                Err(SendError::Lost(format!("control call task failed: {e}"))),
-                None,
-            )
-        });
-        kept = conn;
+        let mut conn = match kept.take() {
+            Some(c) => c,
+            None => match VnfConn::connect(&path).await {
+                Ok(c) => c,
+                Err(e) => return Err(SendError::NotDelivered(format!("control socket: {e}"))),
+            },
+        };
+        let result = conn.call(&request).await;
+        // A whole reply leaves the connection ready for the next call;
+        // after anything else it may be out of step: closed. (So is one
+        // whose caller gave up mid-call: dropped with the future.)
+        if matches!(result, Ok(_) | Err(CallError::Refused(_))) {
+            kept = Some(conn);
+        }
+        let result = result.map_err(classify);
         match result {
             // "Busy" means the VNF queued nothing: safe to send again. Its
             // queue is full of calls from elsewhere (ours are bounded well
@@ -161,6 +154,88 @@ pub async fn send_control(
                 return result;
             }
         }
+    }
+}
+
+/// Longest wait for a VNF's reply: the VNF answers "did not answer" itself
+/// after 2 s with its worker; twice that means the VNF is stuck.
+const REPLY_WAIT: Duration = Duration::from_secs(4);
+
+/// A connection to a VNF's control socket driven by the async workers
+/// (the dataplane's `ControlClient` blocks, and a trip through the
+/// blocking pool per operation was a good part of the daemon's time): the
+/// same JSON lines, one request and one reply at a time.
+#[derive(Debug)]
+pub struct VnfConn {
+    stream: BufReader<UnixStream>,
+}
+
+impl VnfConn {
+    /// Connects to the control socket at `path`.
+    pub async fn connect(path: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            stream: BufReader::new(UnixStream::connect(path).await?),
+        })
+    }
+
+    /// Sends `request` and returns the `result` of its reply.
+    pub async fn call(&mut self, request: &Value) -> Result<Value, CallError> {
+        let mut line = request.to_string();
+        line.push('\n');
+        self.stream.get_mut().write_all(line.as_bytes()).await?;
+        line.clear();
+        let n = tokio::time::timeout(REPLY_WAIT, self.stream.read_line(&mut line))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no reply within {} s", REPLY_WAIT.as_secs()),
+                )
+            })??;
+        if n == 0 {
+            return Err(CallError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "VNF closed the socket",
+            )));
+        }
+        let mut reply: Value = serde_json::from_str(&line)?;
+        if reply["ok"] == true {
+            Ok(reply
+                .get_mut("result")
+                .map(Value::take)
+                .unwrap_or(Value::Null))
+        } else {
+            Err(CallError::Refused(
+                reply["error"]
+                    .as_str()
+                    .unwrap_or("unknown error")
+                    .to_owned(),
+            ))
+        }
+    }
+
+    /// Whether this connection can carry another call: the VNF has not
+    /// closed it (its process exited) and nothing unread waits on it (a
+    /// stray reply would answer the next call). A syscall, not the
+    /// reactor's view, which may not have seen a hang-up of a moment ago.
+    pub fn is_reusable(&self) -> bool {
+        if !self.stream.buffer().is_empty() {
+            return false;
+        }
+        let mut b = 0u8;
+        // SAFETY: a one-byte peek into a valid buffer on our own socket;
+        // MSG_DONTWAIT keeps it from blocking.
+        let n = unsafe {
+            libc::recv(
+                self.stream.get_ref().as_raw_fd(),
+                (&raw mut b).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        // Nothing to read yet is the one healthy answer: 0 is the VNF's
+        // hang-up, more is a stray reply.
+        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
     }
 }
 

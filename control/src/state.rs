@@ -69,7 +69,7 @@ pub struct InstanceRt {
     /// the process it was opened to. A call takes one (or opens one) and
     /// puts it back after a whole reply: a REST operation then costs no
     /// connect, and the VNF no connection thread of its own.
-    pub conns: Mutex<Vec<(u32, dataplane::control::ControlClient)>>,
+    pub conns: Mutex<Vec<(u32, crate::broker::VnfConn)>>,
     /// Events of the daemon's own member of the instance (deliveries,
     /// decisions), for SSE streams.
     pub events: broadcast::Sender<Value>,
@@ -102,7 +102,7 @@ impl InstanceRt {
     /// An idle control connection to process `pid`, if one is kept and
     /// still usable; the others (to a process that exited or was replaced,
     /// or with an unread stray reply) are closed on the way.
-    pub fn take_conn(&self, pid: u32) -> Option<dataplane::control::ControlClient> {
+    pub fn take_conn(&self, pid: u32) -> Option<crate::broker::VnfConn> {
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((p, c)) = conns.pop() {
             if p == pid && c.is_reusable() {
@@ -114,7 +114,7 @@ impl InstanceRt {
 
     /// Keeps an idle control connection to process `pid` for the next call
     /// (at most [`CONTROL_CALLS`], as many as calls run at once).
-    pub fn put_conn(&self, pid: u32, c: dataplane::control::ControlClient) {
+    pub fn put_conn(&self, pid: u32, c: crate::broker::VnfConn) {
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         if conns.len() < CONTROL_CALLS {
             conns.push((pid, c));
@@ -174,17 +174,19 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, Write};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
-    use dataplane::control::{ControlClient, ControlSocket};
+    use dataplane::control::ControlSocket;
     use serde_json::json;
 
     use super::*;
+    use crate::broker::VnfConn;
 
-    #[test]
-    fn kept_control_connections_serve_only_their_process_and_are_bounded() {
+    #[tokio::test]
+    async fn kept_control_connections_serve_only_their_process_and_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vnf.sock");
         let (sock, inbox) = ControlSocket::bind(&path).unwrap();
@@ -200,13 +202,13 @@ mod tests {
             }
         });
         let rt = InstanceRt::new(true);
-        let call = |c: &mut ControlClient| c.call(&json!({"op": "health"})).unwrap();
+        let health = json!({"op": "health"});
 
-        let mut c = ControlClient::connect(&path).unwrap();
-        assert_eq!(call(&mut c), "ok");
+        let mut c = VnfConn::connect(&path).await.unwrap();
+        assert_eq!(c.call(&health).await.unwrap(), "ok");
         rt.put_conn(7, c);
         let mut again = rt.take_conn(7).expect("kept for the same process");
-        assert_eq!(call(&mut again), "ok", "and still answers");
+        assert_eq!(again.call(&health).await.unwrap(), "ok", "and answers");
         rt.put_conn(7, again);
         // A replaced process (heal, scale) never gets the old connections:
         // they are closed on the way.
@@ -214,12 +216,61 @@ mod tests {
         assert!(rt.take_conn(7).is_none(), "the pool was emptied");
 
         for _ in 0..CONTROL_CALLS + 4 {
-            rt.put_conn(7, ControlClient::connect(&path).unwrap());
+            rt.put_conn(7, VnfConn::connect(&path).await.unwrap());
         }
         assert_eq!(rt.conns.lock().unwrap().len(), CONTROL_CALLS);
 
         stop.store(true, Ordering::Relaxed);
         worker.join().unwrap();
         drop(sock);
+    }
+
+    /// Waits (bounded) until `f` holds.
+    fn eventually(mut f: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_is_dropped_once_its_peer_hangs_up_or_sends_unasked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peer.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // A peer that answers one call, then sends a reply nobody asked
+        // for; on a second connection it hangs up at once (a VNF killed).
+        let peer = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            (&s).write_all(b"{\"ok\":true,\"result\":1}\n").unwrap();
+            rx.recv().unwrap();
+            (&s).write_all(b"{\"ok\":true,\"result\":2}\n").unwrap();
+            drop(listener.accept().unwrap());
+            rx.recv().unwrap();
+        });
+        let rt = InstanceRt::new(true);
+        let mut c = VnfConn::connect(&path).await.unwrap();
+        assert_eq!(c.call(&json!({"op": "health"})).await.unwrap(), 1);
+        assert!(c.is_reusable(), "idle after a whole reply");
+        tx.send(()).unwrap();
+        assert!(eventually(|| !c.is_reusable()), "a stray reply waits on it");
+        rt.put_conn(1, c);
+        assert!(rt.take_conn(1).is_none(), "not handed out again");
+
+        let hung_up = VnfConn::connect(&path).await.unwrap();
+        assert!(eventually(|| !hung_up.is_reusable()), "the peer hung up");
+        rt.put_conn(1, hung_up);
+        assert!(rt.take_conn(1).is_none(), "not handed out again");
+        tx.send(()).unwrap();
+        peer.join().unwrap();
     }
 }

@@ -16,7 +16,6 @@
 //! dataplane.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -323,30 +322,6 @@ impl ControlClient {
         }
     }
 
-    /// Whether this connection can carry another call, for callers that
-    /// keep connections open: the VNF has not closed it (its process
-    /// exited or restarted) and nothing unread waits on it (a late reply
-    /// to a call that timed out would answer the next one).
-    pub fn is_reusable(&self) -> bool {
-        if !self.replies.buffer().is_empty() {
-            return false;
-        }
-        let mut b = 0u8;
-        // SAFETY: a one-byte peek into a valid buffer on our own socket;
-        // MSG_DONTWAIT keeps it from blocking.
-        let n = unsafe {
-            libc::recv(
-                self.out.as_raw_fd(),
-                (&raw mut b).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        // Nothing to read yet is the one healthy answer: 0 is the VNF's
-        // hang-up, more is a stray reply.
-        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
-    }
-
     /// Turns this connection into an event stream; then use
     /// [`ControlClient::next_event`].
     pub fn subscribe(&mut self) -> Result<(), CallError> {
@@ -458,51 +433,6 @@ mod tests {
         w.join().unwrap();
         drop(sock);
         assert!(!path.exists(), "socket file removed");
-    }
-
-    /// Waits (bounded) until `f` holds.
-    fn eventually(mut f: impl FnMut() -> bool) -> bool {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if f() {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        false
-    }
-
-    #[test]
-    fn a_kept_connection_is_reusable_until_its_peer_hangs_up_or_sends_unasked() {
-        let path = socket_path("reuse");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
-        let (tx, rx) = mpsc::channel::<()>();
-        // A peer that answers one call, sends a reply nobody asked for,
-        // then on a second connection hangs up at once.
-        let peer = thread::spawn(move || {
-            let (s, _) = listener.accept().unwrap();
-            let mut line = String::new();
-            BufReader::new(s.try_clone().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            (&s).write_all(b"{\"ok\":true,\"result\":1}\n").unwrap();
-            rx.recv().unwrap();
-            (&s).write_all(b"{\"ok\":true,\"result\":2}\n").unwrap();
-            let (second, _) = listener.accept().unwrap();
-            drop(second);
-            rx.recv().unwrap();
-        });
-        let mut c = ControlClient::connect(&path).unwrap();
-        assert_eq!(c.call(&json!({"op": "health"})).unwrap(), 1);
-        assert!(c.is_reusable(), "idle after a full reply");
-        tx.send(()).unwrap();
-        assert!(eventually(|| !c.is_reusable()), "a stray reply waits on it");
-        let closed = ControlClient::connect(&path).unwrap();
-        assert!(eventually(|| !closed.is_reusable()), "the peer hung up");
-        tx.send(()).unwrap();
-        peer.join().unwrap();
-        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
