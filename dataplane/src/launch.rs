@@ -16,7 +16,9 @@ use ebpf::FlowRoute;
 use crate::io::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, BindMode};
 use crate::io::udp::{UdpConfig, UdpIo};
 use crate::io::{IoCounters, IoError, PacketIo};
-use crate::runtime::{PollPolicy, Shutdown, Vnf, pin_current_thread, run_to_completion};
+use crate::runtime::{
+    PollPolicy, Shutdown, Vnf, pin_current_thread, run_to_completion, set_realtime,
+};
 
 /// Which dataplane backend to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,6 +86,12 @@ pub struct DataplaneArgs {
     /// packet rate) before the kernel drops what arrives. Each takes 2 KiB.
     #[arg(long, default_value_t = 4096, value_parser = parse_frames)]
     pub frames: u32,
+    /// Real-time (SCHED_FIFO) priority of the worker threads, 1 to 99; 0
+    /// keeps the normal scheduler. For a VNF whose lateness is an error (a
+    /// failure detector) on a shared host; with `--poll adaptive`, so that
+    /// an idle worker sleeps.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=99))]
+    pub rt_priority: i32,
     /// DPDK virtual device to create (repeatable), e.g.
     /// `net_af_xdp0,iface=eth0`; `--iface` then names the one to serve on.
     /// Only with `--backend dpdk` (needs the `dpdk` feature).
@@ -349,9 +357,13 @@ pub fn run_workers<V: Vnf>(
                 let stop = stop.clone();
                 let core = args.core.map(|c| c + i);
                 let poll = args.poll;
+                let rt = args.rt_priority;
                 s.spawn(move || {
                     if let Some(c) = core {
                         pin_current_thread(c);
+                    }
+                    if rt > 0 && !set_realtime(rt) {
+                        tracing::warn!(priority = rt, "worker runs without real-time priority");
                     }
                     let r = run_to_completion(&mut *io, &mut vnf, poll, &stop);
                     if r.is_err() {

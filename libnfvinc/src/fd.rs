@@ -148,9 +148,7 @@ fn beat(
     stop: &AtomicBool,
     sent: &AtomicU64,
 ) -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 10 };
-    // SAFETY: plain syscall on the calling thread with a valid parameter.
-    if unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) } != 0 {
+    if !dataplane::runtime::set_realtime(10) {
         tracing::debug!("heartbeat thread runs without real-time priority");
     }
     let period = interval.as_nanos() as u64;

@@ -513,9 +513,7 @@ fn generate(
     // Real-time priority, as libnfvinc's Heartbeater asks for: a sender
     // held up by other load would make its processes look late, and the
     // run would measure the generator instead of the detector.
-    let param = libc::sched_param { sched_priority: 10 };
-    // SAFETY: plain syscall on the calling thread with a valid parameter.
-    if unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) } != 0 {
+    if !dataplane::runtime::set_realtime(10) {
         tracing::warn!(
             "generator thread runs without real-time priority: late heartbeats may count as false suspicions"
         );
@@ -780,6 +778,9 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     // heartbeats, so that a detector stalled by the host loses none (the
     // default 2,048 overflowed in 20 ms, and lost heartbeats are suspicions).
     .args(["--frames", "16384"])
+    // Above the generators' priority: as a failure detector is deployed,
+    // so that the host's other load does not make it late.
+    .args(["--rt-priority", "20"])
     .args(["--port", &PORT.to_string()])
     .args(["--core", &core.to_string()])
     .args(["--interval-ms", &args.interval_ms.to_string()])

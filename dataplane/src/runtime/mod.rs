@@ -200,6 +200,23 @@ pub fn pin_current_thread(core: usize) -> bool {
     ok
 }
 
+/// Puts the calling thread under the real-time FIFO scheduler at
+/// `priority` (1 to 99): it then runs as soon as it is runnable, ahead of
+/// every normal thread of its core. For threads whose lateness is an
+/// error (heartbeat senders, a failure detector), never for a thread that
+/// polls without sleeping. Returns false (and changes nothing) when the
+/// priority is out of range or the caller may not (no CAP_SYS_NICE).
+pub fn set_realtime(priority: i32) -> bool {
+    if !(1..=99).contains(&priority) {
+        return false;
+    }
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: a plain syscall on the calling thread with a valid parameter.
+    unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
+}
+
 /// Transmits every frame of `batch`, retrying while the TX ring is full.
 /// Gives up (and releases the rest, counted by the caller) only on shutdown.
 fn send_all<I: PacketIo + ?Sized>(
@@ -464,6 +481,27 @@ mod tests {
             PollPolicy::Adaptive { .. }
         ));
         assert!("spin".parse::<PollPolicy>().is_err());
+    }
+
+    #[test]
+    fn realtime_priority_is_set_on_the_calling_thread_only() {
+        assert!(!set_realtime(0));
+        assert!(!set_realtime(100));
+        // SAFETY: plain getter.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: SCHED_FIFO needs root (CAP_SYS_NICE)");
+            return;
+        }
+        let policy = std::thread::spawn(|| {
+            assert!(set_realtime(5));
+            // SAFETY: plain getter on the calling thread.
+            unsafe { libc::sched_getscheduler(0) }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy, libc::SCHED_FIFO);
+        // SAFETY: plain getter on the calling thread.
+        assert_ne!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_FIFO);
     }
 
     #[test]
