@@ -142,6 +142,8 @@ pub struct Coordinator {
     /// Answers gathered since the last poll, and where each group is.
     acks: Vec<Acks>,
     ack_index: FastMap<(NodeId, ClientId), usize>,
+    /// The group the last answer went to, and where it is in `acks`.
+    last_ack: Option<((NodeId, ClientId), usize)>,
     inflight: BTreeMap<Instance, InFlight>,
     next: Instance,
     /// The window is to be filled at the next poll (the latest input's
@@ -182,6 +184,7 @@ impl Coordinator {
             pending: FastMap::default(),
             acks: Vec::new(),
             ack_index: FastMap::default(),
+            last_ack: None,
             inflight: BTreeMap::new(),
             next: 0,
             refill: None,
@@ -331,6 +334,9 @@ impl Coordinator {
             self.admission = None;
         }
         let leader = self.is_leader();
+        // Votes in the leader's own ballot are for the values it proposed,
+        // which it holds: nothing to build from the vote's bytes.
+        let own = matches!(self.role, Role::Leader(b) if b == ballot);
         for (instance, value) in entries {
             if !leader {
                 self.horizon = self.horizon.max(instance.saturating_add(1));
@@ -338,6 +344,10 @@ impl Coordinator {
             if instance < self.committed || self.log.contains_key(&instance) {
                 continue;
             }
+            let value = match self.inflight.get(&instance) {
+                Some(f) if own => VoteValue::Built(&f.value),
+                _ => value,
+            };
             if let Some(v) = self.votes.vote_for(instance, ballot, acceptor.slot, value) {
                 self.on_decided(now, instance, v);
             }
@@ -506,14 +516,23 @@ impl Coordinator {
             });
             return;
         }
-        let at = *self.ack_index.entry((to.node, client)).or_insert_with(|| {
-            self.acks.push(Acks {
-                node: to.node,
-                client,
-                runs: Vec::new(),
-            });
-            self.acks.len() - 1
-        });
+        let key = (to.node, client);
+        let at = match self.last_ack {
+            // A batch's commands are mostly one client's: no lookup.
+            Some((k, at)) if k == key => at,
+            _ => {
+                let at = *self.ack_index.entry(key).or_insert_with(|| {
+                    self.acks.push(Acks {
+                        node: to.node,
+                        client,
+                        runs: Vec::new(),
+                    });
+                    self.acks.len() - 1
+                });
+                self.last_ack = Some((key, at));
+                at
+            }
+        };
         push_run(&mut self.acks[at].runs, seq, instance);
     }
 
@@ -840,6 +859,7 @@ impl Coordinator {
         }
         if let Some(a) = self.acks.pop() {
             self.ack_index.remove(&(a.node, a.client));
+            self.last_ack = None;
             self.send_runs(a, replies::Status::Decided);
             return self.outbox.pop_front();
         }
