@@ -407,8 +407,11 @@ impl Consensus {
         Ok(st)
     }
 
-    /// Submits a value; returns its sequence number at once. The handle
-    /// retries it until it is known decided ([`Consensus::wait`]).
+    /// Submits a value; returns its sequence number at once. It leaves at
+    /// once when none of this handle's values awaits an answer, else with
+    /// the next answer, together with what queued meanwhile (see the module
+    /// docs). The handle retries it until it is known decided
+    /// ([`Consensus::wait`]).
     pub fn submit(&self, value: &[u8]) -> Result<u64, ConsensusError> {
         if value.len() > 1400 {
             return Err(ConsensusError::TooLarge(value.len()));

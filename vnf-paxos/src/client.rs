@@ -50,7 +50,9 @@ struct Outstanding {
 /// Outstanding commands by sequence number: numbers are handed out one
 /// after another and mostly answered in order, so a ring from the oldest
 /// outstanding one costs a slot per command where a tree would cost a
-/// node, and a run of numbers is a stretch of slots.
+/// node, and a run of numbers is a stretch of slots. The price: a command
+/// that stays undecided for long keeps a (mostly empty) slot for every
+/// command submitted after it until it is decided.
 #[derive(Debug, Default)]
 struct Ring {
     /// The number of the first slot.
