@@ -29,7 +29,8 @@
 //! A background thread receives (draining up to 64 datagrams per lock,
 //! then sleeping in `ppoll` until the socket is readable or the core's
 //! next timer; with [`BroadcastConfig::coalesce`], a fixed sleep between
-//! reads while frames come fast and nobody waits on the handle), runs the
+//! reads while frames come fast, nobody waits on the handle and none of
+//! its own messages are in flight), runs the
 //! timers (retransmissions, NACKs after a gap, epoch
 //! reports), answers peers' repair requests, and queues deliveries for
 //! [`Broadcast::recv`]. Deliveries are queued in order, each with its
@@ -120,7 +121,8 @@ pub struct BroadcastConfig {
     /// cores (a test bed), where a wake-up per frame per member costs more
     /// than the frames; it adds at most this much latency, only under
     /// load, and never to a member whose application is blocked on it (a
-    /// sender waiting for room, a reader waiting for a message).
+    /// reader waiting for a message) or that has messages of its own in
+    /// flight (their delivery is what opens its send window).
     pub coalesce: Duration,
 }
 
@@ -818,6 +820,9 @@ fn run(shared: &Shared) {
         let delivered = drain_events(&mut st);
         shared.flush(&mut st);
         let waiting = st.waiters > 0;
+        // Own messages in flight: their delivery is what opens the send
+        // window, so they are read at once.
+        let sending = !shared.coalesce.is_zero() && st.member.outstanding() > 0;
         drop(st);
         if waiting && (delivered || n > 0) {
             shared.changed.notify_all();
@@ -826,9 +831,11 @@ fn run(shared: &Shared) {
         if n > 0 && !shared.coalesce.is_zero() {
             let t = Instant::now();
             // A full read leaves more behind: read again at once. Someone
-            // waiting on the handle is served at once too.
+            // waiting on the handle, or for its own messages, is served at
+            // once too.
             linger = n < DRAIN
                 && !waiting
+                && !sending
                 && last_data.is_some_and(|l| t.duration_since(l) < 2 * shared.coalesce);
             last_data = Some(t);
         }

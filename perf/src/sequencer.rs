@@ -13,8 +13,8 @@
 //! * `msgs_per_s`: messages delivered per second at *every* member (the
 //!   slowest member's count);
 //! * `latency_ns`: send-to-deliver, from the send time in the payload to
-//!   the delivery at each member, over all members (every eighth message
-//!   by global sequence number);
+//!   the delivery at each member, over all members (every 32nd message by
+//!   global sequence number: [`LATENCY_SAMPLE`]);
 //! * `order_ok`: once the senders stop and the members have caught up,
 //!   every member delivered the same sequence (same count and the same
 //!   digest of `(seq, sender, sender_seq)` in delivery order) and lost
@@ -33,8 +33,8 @@
 //! `flow_pauses`) while the group has [`GROUP_WINDOW`] messages sent and
 //! not yet delivered at its slowest member: what an application that wants
 //! every member to keep up does, and what makes `msgs_per_s` the rate the
-//! whole group sustains. Members' background threads coalesce wake-ups
-//! (`--coalesce-us`): fifty members share two cores here.
+//! whole group sustains. In large groups the members' background threads
+//! coalesce wake-ups (`--coalesce-us`): fifty members share two cores here.
 //!
 //! For `mem`, the stamping logic alone on one core, in process: 50 members'
 //! Data frames in bursts of 32 are parsed and stamped, and every group
@@ -117,11 +117,16 @@ pub struct SequencerArgs {
     pub multicast: bool,
     /// Members' interrupt moderation in microseconds
     /// (`BroadcastConfig::coalesce`): while frames come faster, a member
-    /// that no thread waits on reads every so often instead of waking for
-    /// every frame. 0: off.
-    #[arg(long, value_name = "MICROSECONDS", default_value_t = 500,
+    /// that no thread waits on and with none of its own messages in flight
+    /// reads every so often instead of waking for every frame. Default:
+    /// 2000 when the group has more than four members per core (fifty on
+    /// two cores: about a fifth less CPU per message, and up to 2 ms more
+    /// latency at the members that only receive), else 0 (off: with a few
+    /// members per core wake-ups are cheap, and lingering members would
+    /// hold the senders back through the group window).
+    #[arg(long, value_name = "MICROSECONDS",
           value_parser = clap::value_parser!(u64).range(0..=100_000))]
-    pub coalesce_us: u64,
+    pub coalesce_us: Option<u64>,
     /// The sequencer's polling (`busy` spins its core: for dedicated cores
     /// only).
     #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "busy"])]
@@ -138,6 +143,18 @@ pub struct SequencerArgs {
 }
 
 impl SequencerArgs {
+    /// The members' interrupt moderation for a group of `receivers` (see
+    /// `--coalesce-us`).
+    pub fn coalesce(&self, receivers: u16) -> Duration {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let auto = if usize::from(receivers) > 4 * cores {
+            2000
+        } else {
+            0
+        };
+        Duration::from_micros(self.coalesce_us.unwrap_or(auto))
+    }
+
     /// Whether group frames go to an IP multicast group.
     pub fn multicast(&self) -> bool {
         self.multicast || self.delivery == "multicast"
@@ -197,8 +214,15 @@ pub fn main(args: &SequencerArgs) -> anyhow::Result<ExitCode> {
                 Some(v) => format!(" ({v:.2}x udp)"),
                 None => String::new(),
             };
+            let cpu = match (
+                x("cpu_ns_per_msg")["members"].as_f64(),
+                x("cpu_ns_per_msg")["vnf"].as_f64(),
+            ) {
+                (Some(m), Some(v)) => format!(", CPU/msg members {m:.0} ns + VNF {v:.0} ns"),
+                _ => String::new(),
+            };
             println!(
-                "{} receivers={}: msgs/s {:.0}{vs} at every receiver, p50 {} ns, p99 {} ns, order_ok {}",
+                "{} receivers={}: msgs/s {:.0}{vs} at every receiver, p50 {} ns, p99 {} ns, order_ok {}{cpu}",
                 r.backend,
                 x("receivers"),
                 r.pps,
@@ -411,9 +435,10 @@ const FLOW_PAUSE: Duration = Duration::from_micros(200);
 
 /// Every how many messages (by global sequence number) the send-to-deliver
 /// latency is taken, at every member: a systematic sample, so that the
-/// clock read and the histogram cost fifty members an eighth of what they
-/// would (the figures do not move: millions of samples per run).
-const LATENCY_SAMPLE: u64 = 8;
+/// clock read and the histogram (cache misses in fifty of them) cost the
+/// members a 32nd of what they would; a 10-second run still takes
+/// hundreds of thousands of samples, millions with fifty members.
+pub const LATENCY_SAMPLE: u64 = 32;
 
 /// What one member has delivered so far, published by its handler for the
 /// senders' flow control and the measurement (no lock per delivery). Each
@@ -494,7 +519,7 @@ fn member_cfg(k: u16, receivers: u16, args: &SequencerArgs) -> BroadcastConfig {
     );
     cfg.sequencer_id = ProcessId(SEQ_ID);
     cfg.multicast = args.multicast().then_some(MULTICAST);
-    cfg.coalesce = Duration::from_micros(args.coalesce_us);
+    cfg.coalesce = args.coalesce(receivers);
     cfg.peers = (1..=receivers)
         .filter(|&j| j != k)
         .map(|j| {
@@ -528,6 +553,38 @@ fn udp_errors(ns: &Netns) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// CPU time (user and system, every thread) this process has used so far.
+fn own_cpu() -> Duration {
+    // SAFETY: all-zero bytes are a valid rusage, which getrusage fills.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out pointer for RUSAGE_SELF.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// CPU time (user and system) process `pid` has used so far, from
+/// `/proc/<pid>/stat` (clock ticks); zero once it is gone.
+fn proc_cpu(pid: Option<u32>) -> Duration {
+    let read = || -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+        // After the parenthesised command name: utime and stime are the
+        // 12th and 13th fields.
+        let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Some(Duration::from_nanos(
+            ticks.saturating_mul(1_000_000_000) / hz,
+        ))
+    };
+    read().unwrap_or_default()
 }
 
 fn run_net(
@@ -674,7 +731,10 @@ fn run_net(
     let t0 = Instant::now();
     let warm = Duration::from_secs_f64(args.warmup);
     let end = warm + Duration::from_secs_f64(args.duration);
-    let mut window: Option<(Vec<u64>, u64, u64, Instant)> = None;
+    // At the start of the measured window: deliveries, sends, flow pauses,
+    // the time, and the CPU time of the members' process and the VNF.
+    type Window = (Vec<u64>, u64, u64, Instant, Duration, Duration);
+    let mut window: Option<Window> = None;
     let mut last = (0u64, Instant::now());
     let mut stalled = None;
     while t0.elapsed() < end && !stop.load(Ordering::Relaxed) {
@@ -685,6 +745,8 @@ fn run_net(
                 sent_total.load(Ordering::Relaxed),
                 flow_pauses.load(Ordering::Relaxed),
                 Instant::now(),
+                own_cpu(),
+                proc_cpu(vnf.pid()),
             ));
             measuring.store(true, Ordering::Relaxed);
         }
@@ -702,6 +764,7 @@ fn run_net(
     let at_end = delivered(&progress);
     let sent_at_end = sent_total.load(Ordering::Relaxed);
     let pauses_at_end = flow_pauses.load(Ordering::Relaxed);
+    let cpu_at_end = (own_cpu(), proc_cpu(vnf.pid()));
     measuring.store(false, Ordering::Relaxed);
     sending.store(false, Ordering::Relaxed);
     for t in threads {
@@ -710,7 +773,7 @@ fn run_net(
     if let Some(e) = stalled {
         bail!(e);
     }
-    let Some((at0, sent0, pauses0, w0)) = window else {
+    let Some((at0, sent0, pauses0, w0, own0, vnf0)) = window else {
         bail!("interrupted before the measured window");
     };
     let secs = w0.elapsed().as_secs_f64();
@@ -777,10 +840,26 @@ fn run_net(
     x.insert("order_ok".into(), json!(order_ok));
     x.insert("poll".into(), json!(args.poll));
     x.insert("multicast".into(), json!(multicast));
-    x.insert("coalesce_us".into(), json!(args.coalesce_us));
+    x.insert(
+        "coalesce_us".into(),
+        json!(args.coalesce(receivers).as_micros() as u64),
+    );
     x.insert("latency_every".into(), json!(LATENCY_SAMPLE));
     x.insert("group_window".into(), json!(GROUP_WINDOW));
     x.insert("flow_pauses".into(), json!(pauses_at_end - pauses0));
+    // CPU per message delivered at every member, in nanoseconds: what the
+    // run costs whatever else the (shared) machine does meanwhile. The
+    // members' process holds every member and sender thread; kernel work
+    // done on their behalf in their context (receives, and the sequencer's
+    // ingress path under their sends) counts there.
+    let per_msg = |d: Duration| d.as_nanos() as f64 / slowest.max(1) as f64;
+    x.insert(
+        "cpu_ns_per_msg".into(),
+        json!({
+            "members": per_msg(cpu_at_end.0.saturating_sub(own0)),
+            "vnf": per_msg(cpu_at_end.1.saturating_sub(vnf0)),
+        }),
+    );
     x.insert("total_sent".into(), json!(total));
     x.insert(
         "final_delivered_min".into(),
