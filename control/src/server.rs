@@ -92,6 +92,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let listen = config.listen;
+    if let Some((from, to)) = raise_open_files_limit() {
+        tracing::info!(from, to, "open-files limit raised");
+    }
     let state = open_state(config)?;
     tracing::info!(daemon = %state.daemon_id, vnf_dir = %state.vnf_dir.display(), "state opened");
     manager::reconcile(&state).await?;
@@ -134,6 +137,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the soft limit on open files to the hard limit; returns the
+/// limits before and after when it changed anything. Every API client
+/// holds a connection and every instance control connections, and the
+/// usual soft default (1024) would refuse a thousand clients while the
+/// hard limit allows far more; running out makes accept fail, which
+/// clients see as hung or refused connections.
+pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur >= lim.rlim_max
+    {
+        return None;
+    }
+    let from = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: setrlimit reads the struct we own; raising the soft limit up
+    // to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return None;
+    }
+    Some((from, lim.rlim_max))
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
@@ -146,5 +176,32 @@ async fn wait_for_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as in raise_open_files_limit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let hard = lim.rlim_max;
+        // Lowered first (this test process only; far above what the other
+        // tests use), so that raising has something to do.
+        let low = hard.min(4096) / 2;
+        lim.rlim_cur = low;
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+        assert_eq!(raise_open_files_limit(), Some((low, hard)));
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(lim.rlim_cur, hard);
+        assert_eq!(raise_open_files_limit(), None, "nothing left to raise");
     }
 }

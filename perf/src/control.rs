@@ -217,6 +217,22 @@ impl Drop for Daemon {
     }
 }
 
+/// Raises this process's soft limit on open files to the hard limit.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into, and setrlimit reads, a struct we own;
+    // raising the soft limit up to the hard one needs no privilege.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -353,6 +369,8 @@ pub fn run(a: &ControlArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Value> {
         );
     }
     let isolation = is_root() && !a.no_isolation;
+    // Each client holds a connection: up to --clients sockets here.
+    raise_open_files_limit();
     let (daemon, url, key) = start_daemon(&nfvinc, isolation, a.keep_data)?;
     let client = Client::connect(&url, &key)?;
 
