@@ -266,6 +266,11 @@ struct Silence {
     noticed: u64,
     /// The first arrival after it, once the link speaks again.
     resumed: Option<u64>,
+    /// When fewer than a crowd were still overdue after that: the queues
+    /// on the way had caught up.
+    settled: Option<u64>,
+    /// Whether a crowd was seen overdue after the link spoke again.
+    catching_up: bool,
 }
 
 /// What to do with the processes of one link whose deadlines passed.
@@ -275,9 +280,11 @@ enum Verdict {
     Judge,
     /// The whole link is silent: look again then.
     HoldUntil(u64),
-    /// The link spoke again at this time after a shared silence: give each
-    /// process one interval and margin from then to be heard.
-    Resumed(u64),
+    /// The link spoke again at the first time after a shared silence, and
+    /// its backlog had drained by the second: give each process one
+    /// interval and margin from the first, and one margin from the second,
+    /// to be heard.
+    Resumed(u64, u64),
 }
 
 /// What a heartbeat touches of a process, in one cache line: with a
@@ -1056,7 +1063,10 @@ impl Detector {
             let hold = match verdict {
                 Verdict::Judge => None,
                 Verdict::HoldUntil(u) => Some(u),
-                Verdict::Resumed(r) => Some(r.saturating_add(h.grace())).filter(|&u| u > t),
+                Verdict::Resumed(r, settled) => {
+                    let until = r.saturating_add(h.grace());
+                    Some(until.max(settled.saturating_add(h.margin))).filter(|&u| u > t)
+                }
             };
             match hold {
                 Some(until) => {
@@ -1085,8 +1095,10 @@ impl Detector {
     /// independent crashes would not all fall silent at the same instant.
     /// Their suspicions are then held, as HashiCorp's Lifeguard holds its
     /// own when its node is the one in trouble: until the link speaks
-    /// again, and then for one interval and margin more, each process's
-    /// own, for its catch-up heartbeat. A process that crashed meanwhile is
+    /// again and what queued up on the way has come through (fewer than
+    /// eight still overdue), and then for one interval and margin from the
+    /// link speaking again (one margin from the catch-up, if that took
+    /// longer), each process's own, for its catch-up heartbeat. A process that crashed meanwhile is
     /// suspected at that point. If the link stays silent for `max_hold`,
     /// its processes are judged as usual: a whole host that died is
     /// suspected that much later than one process would be. Processes that
@@ -1147,14 +1159,29 @@ impl Detector {
                     l.silence = None;
                     return Verdict::Judge;
                 }
+                if s.settled.is_none()
+                    && overdue >= SHARED_CROWD
+                    && t.saturating_sub(s.noticed) < max_hold
+                {
+                    // Speaking again, but a crowd is still overdue: what
+                    // queued up on the way is still coming through.
+                    s.catching_up = true;
+                    l.silence = Some(s);
+                    return Verdict::HoldUntil(t.saturating_add(RECHECK_NS));
+                }
+                // Caught up when first seen so, or when it spoke again if
+                // no crowd was ever seen waiting after that.
+                let settled = *s.settled.get_or_insert(if s.catching_up { t } else { r });
                 l.silence = Some(s);
-                Verdict::Resumed(r)
+                Verdict::Resumed(r, settled)
             }
             _ if shared => {
                 l.silence = Some(Silence {
                     since: latest,
                     noticed: t,
                     resumed: None,
+                    settled: None,
+                    catching_up: false,
                 });
                 self.counters.shared_silences += 1;
                 Verdict::HoldUntil(t.saturating_add(RECHECK_NS))

@@ -88,7 +88,8 @@
 //! shared: when at least eight processes behind the same link (those behind
 //! no link count as one) are overdue and the link has carried nothing from
 //! any of them for half a margin, independent crashes are not the likely
-//! story. Judgement is held until the link speaks again, and then for one
+//! story. Judgement is held until the link speaks again and its backlog
+//! has come through (fewer than eight still overdue), and then for one
 //! interval and margin, each process's own, for its catch-up heartbeat;
 //! at most [`DEFAULT_MAX_HOLD`] (200 ms, configurable with
 //! [`Detector::set_max_hold`]), after which a whole silent host is

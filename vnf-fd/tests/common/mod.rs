@@ -116,8 +116,9 @@ pub struct Sim {
     /// Every transition so far, in order.
     pub events: Vec<Transition>,
     /// Path stalls: heartbeats of the senders in the range that would
-    /// arrive in the time range are held and arrive at its end.
-    pub stalls: Vec<(std::ops::Range<u64>, std::ops::Range<usize>)>,
+    /// arrive in the time range are held and come out after its end,
+    /// spread in their order over the drain time (the third member).
+    pub stalls: Vec<(std::ops::Range<u64>, std::ops::Range<usize>, u64)>,
     /// Phase of the senders added next (random when `None`).
     pub phase: Option<u64>,
     /// Heartbeats in flight: arrival time, a tie-breaker, sender, send
@@ -191,9 +192,9 @@ impl Sim {
         }
         s.next_send += s.interval;
         let mut at = send + s.jitter.draw(&mut self.rng);
-        for (when, who) in &self.stalls {
+        for (when, who, drain) in &self.stalls {
             if who.contains(&i) && when.contains(&at) {
-                at = when.end;
+                at = when.end + (at - when.start) * drain / (when.end - when.start);
             }
         }
         self.order += 1;
