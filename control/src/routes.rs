@@ -433,7 +433,9 @@ pub struct OpResult {
 
 /// Runs an operation of the instance's service (see the catalog). While
 /// the instance is unavailable, mutating operations are logged and
-/// answered 202 with a request id to poll.
+/// answered 202 with a request id to poll. On an available instance a
+/// burst waits its turn (16 operations at a time reach the VNF); one that
+/// gets no turn within 10 s is answered 503 with Retry-After, unapplied.
 #[utoipa::path(post, path = "/v1/instances/{id}/ops/{op}", tag = "operations",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Instance id"), ("op" = String, Path, description = "Operation name")),
