@@ -127,6 +127,10 @@ pub struct SequencerArgs {
     #[arg(long, value_name = "MICROSECONDS",
           value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub coalesce_us: Option<u64>,
+    /// Real-time (SCHED_FIFO) priority of the sequencer's worker
+    /// (`vnf-sequencer --rt-priority`); 0: the normal scheduler.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=99))]
+    pub rt_priority: i32,
     /// The sequencer's polling (`busy` spins its core: for dedicated cores
     /// only).
     #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "busy"])]
@@ -678,6 +682,9 @@ fn run_net(
     if let Some(c) = args.core {
         cmd.args(["--core", &c.to_string()]);
     }
+    if args.rt_priority > 0 {
+        cmd.args(["--rt-priority", &args.rt_priority.to_string()]);
+    }
     let mut vnf = Vnf::spawn(cmd, &dir.join("vnf-sequencer.log"), Duration::from_secs(10))?;
 
     // Senders: closed loop, as fast as the window (theirs, and the
@@ -839,6 +846,7 @@ fn run_net(
     x.insert("msgs_per_s".into(), json!(run.pps));
     x.insert("order_ok".into(), json!(order_ok));
     x.insert("poll".into(), json!(args.poll));
+    x.insert("rt_priority".into(), json!(args.rt_priority));
     x.insert("multicast".into(), json!(multicast));
     x.insert(
         "coalesce_us".into(),
