@@ -579,9 +579,11 @@ mod tests {
         assert_eq!(r.seq.received, r.sent);
         // Replies come back within the same loop iteration in memory, so
         // latency is the gap between the intended and the actual send time
-        // plus a loop: well under a millisecond.
+        // plus a loop: microseconds. Measured from the run's start instead,
+        // the median would be 50 ms; the bound is 25 ms so that a loaded
+        // test machine descheduling this thread does not fail it.
         assert!(
-            r.hist.value_at_quantile(0.5) < 1_000_000,
+            r.hist.value_at_quantile(0.5) < 25_000_000,
             "{}",
             r.hist.value_at_quantile(0.5)
         );
@@ -606,7 +608,10 @@ mod tests {
         // descheduled us too, hence no upper bound).
         let delayed = r.hist.count_between(1_000_000, u64::MAX);
         assert!(delayed >= 350, "{delayed} delayed: {r:?}");
-        assert!(r.hist.value_at_quantile(0.5) < 1_000_000, "{r:?}");
+        // Only what was due during the stall waited, not everything after
+        // it (a median of tens of milliseconds): the bound leaves room for a
+        // loaded test machine descheduling this thread.
+        assert!(r.hist.value_at_quantile(0.5) < 25_000_000, "{r:?}");
     }
 
     #[test]
@@ -619,7 +624,9 @@ mod tests {
     #[test]
     fn closed_loop_keeps_n_in_flight() {
         let mut ios = [EchoMem::new()];
-        let r = go(&mut ios, &config(Pacing::Closed(4), 30));
+        // Windows of 200 ms: a loaded test machine may deschedule this
+        // thread for tens of milliseconds.
+        let r = go(&mut ios, &config(Pacing::Closed(4), 200));
         assert!(r.sent > 100, "{r:?}");
         assert_eq!(r.seq.received, r.sent);
         assert!(ios[0].max_pending <= 4, "{}", ios[0].max_pending);
@@ -630,7 +637,7 @@ mod tests {
     fn closed_loop_survives_total_loss() {
         let mut ios = [EchoMem::new()];
         ios[0].drop_every = 1;
-        let r = go(&mut ios, &config(Pacing::Closed(2), 30));
+        let r = go(&mut ios, &config(Pacing::Closed(2), 200));
         assert_eq!(r.seq.received, 0);
         assert!(r.closed_loop_timeouts >= 3, "{r:?}");
         assert!(r.sent >= 6, "{r:?}");
