@@ -185,13 +185,36 @@ struct State {
     lagged: u64,
     /// Application threads waiting on `changed`.
     waiters: u32,
-    /// Datagrams being filled for one `sendmmsg`.
-    out: Vec<Vec<u8>>,
+    /// Datagrams being filled by application threads; `None` while one of
+    /// them is sending (outside the lock), which then also sends what
+    /// others queued meanwhile.
+    out: Option<Box<Outgoing>>,
     /// Where the core writes each message, before it joins a datagram.
     scratch: Vec<u8>,
     /// Frames received that were not tagged under the group's key.
     refused: u64,
     error: Option<String>,
+}
+
+/// Datagrams being filled for one `sendmmsg`.
+struct Outgoing {
+    bufs: Vec<Vec<u8>>,
+    lens: [usize; DRAIN],
+    to: [SocketAddrV4; DRAIN],
+}
+
+impl Outgoing {
+    fn new(max_frame: usize) -> Box<Self> {
+        Box::new(Outgoing {
+            bufs: (0..DRAIN).map(|_| vec![0; max_frame.max(64)]).collect(),
+            lens: [0; DRAIN],
+            to: [SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0); DRAIN],
+        })
+    }
+
+    fn send(&self, socket: &UdpSocket, n: usize) {
+        send_many(socket, &self.bufs[..n], &self.lens[..n], &self.to[..n]);
+    }
 }
 
 struct Shared {
@@ -226,24 +249,20 @@ impl Shared {
         Ok(st)
     }
 
-    /// Sends everything the core has to send. Messages to the same place
-    /// in a row share a datagram as far as it holds them (`max_frame`
-    /// bytes: one Ethernet frame), so that a window of Data messages costs
-    /// the kernel paths, ours and the sequencer's, a few datagrams rather
-    /// than one per message; the receiver takes them apart
+    /// Moves what the core has to send into `o`, up to [`DRAIN`]
+    /// datagrams; returns how many it filled. Messages to the same place in
+    /// a row share a datagram as far as it holds them (`max_frame` bytes:
+    /// one Ethernet frame), so that a window of Data messages costs the
+    /// kernel paths, ours and the sequencer's, a few datagrams rather than
+    /// one per message; the receiver takes them apart
     /// ([`vnf_sequencer::wire::messages`]).
-    fn flush(&self, st: &mut State) {
+    fn pack(&self, member: &mut Member, scratch: &mut [u8], o: &mut Outgoing) -> usize {
         let now = Time::monotonic_now();
-        let State {
-            member,
-            out,
-            scratch,
-            ..
-        } = st;
         let mut n = 0;
-        let mut to = [SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0); DRAIN];
-        let mut lens = [0usize; DRAIN];
-        while let Some(Transmit { dest, len }) = member.poll_transmit(now, scratch) {
+        while n < DRAIN {
+            let Some(Transmit { dest, len }) = member.poll_transmit(now, scratch) else {
+                break;
+            };
             let Some(msg) = scratch.get_mut(..len) else {
                 continue;
             };
@@ -253,29 +272,68 @@ impl Shared {
                 // Members never address the group; the sequencer does.
                 Dest::Group => self.sequencer,
             };
-            if n > 0 && to[n - 1] == addr {
-                let at = lens[n - 1];
-                if let Some(room) = out[n - 1].get_mut(at..at + len) {
+            if n > 0 && o.to[n - 1] == addr {
+                let at = o.lens[n - 1];
+                if let Some(room) = o.bufs[n - 1].get_mut(at..at + len) {
                     room.copy_from_slice(msg);
-                    lens[n - 1] += len;
+                    o.lens[n - 1] += len;
                     continue;
                 }
             }
-            if n == DRAIN {
-                send_many(&self.socket, &out[..n], &lens[..n], &to[..n]);
-                n = 0;
-            }
-            let Some(room) = out[n].get_mut(..len) else {
+            let Some(room) = o.bufs[n].get_mut(..len) else {
                 continue;
             };
             room.copy_from_slice(msg);
-            to[n] = addr;
-            lens[n] = len;
+            o.to[n] = addr;
+            o.lens[n] = len;
             n += 1;
         }
-        if n > 0 {
-            send_many(&self.socket, &out[..n], &lens[..n], &to[..n]);
+        n
+    }
+
+    /// Sends everything the core has to send, under the lock (the
+    /// background thread, with buffers of its own).
+    fn flush(&self, st: &mut State, o: &mut Outgoing) {
+        loop {
+            let n = self.pack(&mut st.member, &mut st.scratch, o);
+            if n > 0 {
+                o.send(&self.socket, n);
+            }
+            if n < DRAIN {
+                return;
+            }
         }
+    }
+
+    /// Sends everything the core has to send from an application thread:
+    /// packed under the lock, sent without it, so that the background
+    /// thread goes on receiving (and delivering what opens the send
+    /// window) during the system call instead of waiting for the lock.
+    /// When another application thread is sending, it is left to that
+    /// one, which packs again before it gives the buffers back.
+    fn flush_from_app<'a>(&'a self, mut st: MutexGuard<'a, State>) {
+        let Some(mut o) = st.out.take() else {
+            return;
+        };
+        loop {
+            let n = {
+                let State {
+                    member, scratch, ..
+                } = &mut *st;
+                self.pack(member, scratch, &mut o)
+            };
+            if n == 0 {
+                break;
+            }
+            drop(st);
+            o.send(&self.socket, n);
+            st = match self.state.lock() {
+                Ok(st) => st,
+                // Poisoned: the handle is closed for good.
+                Err(_) => return,
+            };
+        }
+        st.out = Some(o);
     }
 }
 
@@ -555,9 +613,7 @@ impl Broadcast {
                 queue: VecDeque::new(),
                 lagged: 0,
                 waiters: 0,
-                out: (0..DRAIN)
-                    .map(|_| vec![0; cfg.member.max_frame.max(64)])
-                    .collect(),
+                out: Some(Outgoing::new(cfg.member.max_frame)),
                 scratch: vec![0; cfg.member.max_frame.max(64)],
                 refused: 0,
                 error: None,
@@ -617,7 +673,7 @@ impl Broadcast {
         loop {
             match st.member.send(mode, payload) {
                 Ok(q) => {
-                    self.shared.flush(&mut st);
+                    self.shared.flush_from_app(st);
                     return Ok(q);
                 }
                 Err(SendError::TooLarge { len, max }) => {
@@ -661,7 +717,7 @@ impl Broadcast {
                 }
             }
             if n > 0 || payloads.is_empty() {
-                self.shared.flush(&mut st);
+                self.shared.flush_from_app(st);
                 return Ok(n);
             }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -762,6 +818,10 @@ impl Drop for Broadcast {
 /// The background thread: receive, run timers, send, queue deliveries.
 fn run(shared: &Shared) {
     let mut bufs: Vec<Vec<u8>> = (0..DRAIN).map(|_| vec![0u8; BUF]).collect();
+    let mut out = match shared.state.lock() {
+        Ok(st) => Outgoing::new(st.scratch.len()),
+        Err(_) => return,
+    };
     let mut lens = [0usize; DRAIN];
     let mut fds = vec![shared.socket.as_raw_fd()];
     fds.extend(shared.mcast.as_ref().map(|m| m.as_raw_fd()));
@@ -818,7 +878,7 @@ fn run(shared: &Shared) {
             st.member.handle_timeout(now);
         }
         let delivered = drain_events(&mut st);
-        shared.flush(&mut st);
+        shared.flush(&mut st, &mut out);
         let waiting = st.waiters > 0;
         // Own messages in flight: their delivery is what opens the send
         // window, so they are read at once.
