@@ -1070,6 +1070,53 @@ mod tests {
         assert!(datagrams <= 4, "{datagrams} datagrams for 40 messages");
     }
 
+    #[test]
+    fn concurrent_senders_on_one_handle_strand_nothing() {
+        let seq = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(seq_addr) = seq.local_addr().unwrap() else {
+            unreachable!("bound to IPv4")
+        };
+        let mut cfg = BroadcastConfig::new(
+            ProcessId(1),
+            GROUP,
+            seq_addr,
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        );
+        cfg.sequencer_id = SEQ;
+        let a = Arc::new(Broadcast::join(cfg).unwrap());
+        // Four threads, 15 messages each, one at a time: 60 of the 64 the
+        // window holds (nothing is delivered back here).
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let a = a.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..15 {
+                        a.send(Mode::Atomic, &[t; 32], Duration::from_secs(5))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        seq.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        // A set: on a slow machine the core may retransmit (after 4 ms).
+        let mut qs = std::collections::BTreeSet::new();
+        while qs.len() < 60 {
+            let (n, _) = seq.recv_from(&mut buf).expect("every message sent");
+            for m in vnf_sequencer::wire::messages(&buf[..n]) {
+                if let Ok((_, vnf_sequencer::wire::Message::Data(r, _))) =
+                    vnf_sequencer::wire::Message::parse_nfv(m)
+                {
+                    qs.insert(r.sender_seq);
+                }
+            }
+        }
+        assert_eq!(qs, (1..=60).collect(), "every message, and no other");
+    }
+
     /// A group frame stamping `payload` as the group's first message, as
     /// a sequencer other than the group's would send it.
     fn rogue_batch(payload: &[u8]) -> Vec<u8> {
