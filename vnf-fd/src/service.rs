@@ -1181,13 +1181,20 @@ mod tests {
             let list = call(json!({"op": "list"}))?;
             Ok::<_, dataplane::control::CallError>((a, bad, list))
         });
+        // The service's time moves 10 µs a step: a loaded machine may take
+        // many steps to run the client, and none of them may reach process
+        // 5's first deadline (15 ms) before its traffic is shown below.
         let mut now = t0;
         while !client.is_finished() {
-            now += Duration::from_millis(1);
+            now += Duration::from_micros(10);
             step(&mut svc, &mut io, &[], now);
             std::thread::sleep(Duration::from_millis(1));
         }
         let (a, bad, list) = client.join().unwrap().unwrap();
+        assert!(
+            now < t0 + Duration::from_millis(15),
+            "the client took too many steps"
+        );
         assert_eq!(a["state"], "correct");
         assert_eq!(a["link"], 3);
         assert!(bad.contains("\"process\" must be"), "{bad}");
