@@ -1027,8 +1027,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_batch_of_sends_leaves_packed_in_few_datagrams() {
+    /// Member 1 of a group whose sequencer is a plain socket that answers
+    /// nothing: what the member sends can be read off it.
+    fn member_of_a_silent_sequencer() -> (UdpSocket, Broadcast) {
         let seq = UdpSocket::bind("127.0.0.1:0").unwrap();
         let SocketAddr::V4(seq_addr) = seq.local_addr().unwrap() else {
             unreachable!("bound to IPv4")
@@ -1040,7 +1041,12 @@ mod tests {
             SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
         );
         cfg.sequencer_id = SEQ;
-        let a = Broadcast::join(cfg).unwrap();
+        (seq, Broadcast::join(cfg).unwrap())
+    }
+
+    #[test]
+    fn a_batch_of_sends_leaves_packed_in_few_datagrams() {
+        let (seq, a) = member_of_a_silent_sequencer();
         let batch = vec![[7u8; 64]; 40];
         assert_eq!(
             a.send_batch(Mode::Atomic, &batch, Duration::from_secs(5))
@@ -1072,18 +1078,8 @@ mod tests {
 
     #[test]
     fn concurrent_senders_on_one_handle_strand_nothing() {
-        let seq = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let SocketAddr::V4(seq_addr) = seq.local_addr().unwrap() else {
-            unreachable!("bound to IPv4")
-        };
-        let mut cfg = BroadcastConfig::new(
-            ProcessId(1),
-            GROUP,
-            seq_addr,
-            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
-        );
-        cfg.sequencer_id = SEQ;
-        let a = Arc::new(Broadcast::join(cfg).unwrap());
+        let (seq, a) = member_of_a_silent_sequencer();
+        let a = Arc::new(a);
         // Four threads, 15 messages each, one at a time: 60 of the 64 the
         // window holds (nothing is delivered back here).
         let threads: Vec<_> = (0..4u8)
