@@ -967,18 +967,9 @@ mod tests {
 
     #[test]
     fn two_members_deliver_the_same_sequence_of_everything_sent() {
-        let seq_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let SocketAddr::V4(seq_addr) = seq_socket.local_addr().unwrap() else {
-            unreachable!("bound to IPv4")
-        };
+        let (seq_socket, seq_addr) = sequencer_socket();
         let join = |id: u64| {
-            let mut cfg = BroadcastConfig::new(
-                ProcessId(id),
-                GROUP,
-                seq_addr,
-                SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
-            );
-            cfg.sequencer_id = SEQ;
+            let mut cfg = member_config(id, seq_addr);
             // The second member moderates its wake-ups: same deliveries.
             if id == 2 {
                 cfg.coalesce = Duration::from_millis(1);
@@ -1030,18 +1021,29 @@ mod tests {
     /// Member 1 of a group whose sequencer is a plain socket that answers
     /// nothing: what the member sends can be read off it.
     fn member_of_a_silent_sequencer() -> (UdpSocket, Broadcast) {
+        let (seq, seq_addr) = sequencer_socket();
+        (seq, Broadcast::join(member_config(1, seq_addr)).unwrap())
+    }
+
+    /// A socket on loopback standing for the sequencer, and its address.
+    fn sequencer_socket() -> (UdpSocket, SocketAddrV4) {
         let seq = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let SocketAddr::V4(seq_addr) = seq.local_addr().unwrap() else {
+        let SocketAddr::V4(addr) = seq.local_addr().unwrap() else {
             unreachable!("bound to IPv4")
         };
+        (seq, addr)
+    }
+
+    /// Member `id` of the test group, on loopback, behind `seq`.
+    fn member_config(id: u64, seq: SocketAddrV4) -> BroadcastConfig {
         let mut cfg = BroadcastConfig::new(
-            ProcessId(1),
+            ProcessId(id),
             GROUP,
-            seq_addr,
+            seq,
             SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
         );
         cfg.sequencer_id = SEQ;
-        (seq, Broadcast::join(cfg).unwrap())
+        cfg
     }
 
     #[test]
@@ -1136,18 +1138,9 @@ mod tests {
             session: GROUP,
             key: key.clone(),
         };
-        let seq_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let SocketAddr::V4(seq_addr) = seq_socket.local_addr().unwrap() else {
-            unreachable!("bound to IPv4")
-        };
+        let (seq_socket, seq_addr) = sequencer_socket();
         let join = |id: u64| {
-            let mut cfg = BroadcastConfig::new(
-                ProcessId(id),
-                GROUP,
-                seq_addr,
-                SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
-            );
-            cfg.sequencer_id = SEQ;
+            let mut cfg = member_config(id, seq_addr);
             cfg.auth = Some(auth.clone());
             Broadcast::join(cfg).unwrap()
         };
