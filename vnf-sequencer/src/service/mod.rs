@@ -826,16 +826,26 @@ mod tests {
         UdpFrame::parse(&f[..]).unwrap().payload().to_vec()
     }
 
-    #[test]
-    fn messages_packed_in_one_datagram_are_each_checked_and_stamped() {
+    /// The group's key, another key, and a session table that requires
+    /// tags and knows only the group's key.
+    fn group_keys() -> (
+        dataplane::auth::SessionKey,
+        dataplane::auth::SessionKey,
+        Sessions,
+    ) {
         use dataplane::auth::{AuthPolicy, SessionKey};
         let key = SessionKey::from_bytes([5; 32]);
         let mut sessions = Sessions::new(AuthPolicy::Required);
         sessions.insert(GROUP, key.clone());
+        (key, SessionKey::from_bytes([6; 32]), sessions)
+    }
+
+    #[test]
+    fn messages_packed_in_one_datagram_are_each_checked_and_stamped() {
+        let (key, other, sessions) = group_keys();
         let members = [member(1), member(2)];
         let mut svc = service(&members).with_sessions(sessions);
         let mut io = MemIo::new(MemConfig::default()).unwrap();
-        let other = SessionKey::from_bytes([6; 32]);
         // Four messages in one datagram, the third tagged under another
         // key, then a tail that is no message.
         let mut msgs: Vec<Vec<u8>> = vec![
@@ -921,14 +931,10 @@ mod tests {
 
     #[test]
     fn with_auth_required_only_tagged_messages_of_the_group_are_stamped() {
-        use dataplane::auth::{AuthPolicy, SessionKey};
-        let key = SessionKey::from_bytes([5; 32]);
-        let mut sessions = Sessions::new(AuthPolicy::Required);
-        sessions.insert(GROUP, key.clone());
+        let (key, other, sessions) = group_keys();
         let members = [member(1), member(2)];
         let mut svc = service(&members).with_sessions(sessions);
         let mut io = MemIo::new(MemConfig::default()).unwrap();
-        let other = SessionKey::from_bytes([6; 32]);
         // Untagged, tagged under another key, another session's.
         io.inject(&data_frame(&members[0], 1)).unwrap();
         io.inject(&data_frame_in(&members[0], 1, GROUP, Some(&other)))
