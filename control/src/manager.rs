@@ -209,7 +209,7 @@ pub struct CreateInstance {
     pub version: Option<String>,
     /// A name for the user's own bookkeeping.
     pub name: Option<String>,
-    /// VNF options: `poll` (`adaptive`|`busy`), `burst` (1–64).
+    /// VNF options: `poll` (`adaptive`|`busy`|`paced[:µs]`), `burst` (1–64).
     #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
     /// Scaling bounds and initial size (default 1, 1, 1).
@@ -239,12 +239,12 @@ pub fn validate_config(config: &Value) -> Result<Vec<String>, ApiError> {
     let mut args = Vec::new();
     for (k, v) in obj {
         match (k.as_str(), v) {
-            ("poll", Value::String(s)) if s == "adaptive" || s == "busy" => {
+            ("poll", Value::String(s)) if s.parse::<dataplane::runtime::PollPolicy>().is_ok() => {
                 args.extend(["--poll".into(), s.clone()]);
             }
             ("poll", _) => {
                 return Err(ApiError::Unprocessable(
-                    "config.poll must be \"adaptive\" or \"busy\"".into(),
+                    "config.poll must be \"adaptive\", \"busy\", \"paced\" or \"paced:<microseconds>\"".into(),
                 ));
             }
             ("burst", v) if v.as_u64().is_some_and(|b| (1..=64).contains(&b)) => {
@@ -963,6 +963,7 @@ mod tests {
             ["--burst", "32", "--poll", "busy"]
         );
         assert!(validate_config(&json!({"poll": "spin"})).is_err());
+        assert!(validate_config(&json!({"poll": "paced:250"})).is_ok());
         assert!(validate_config(&json!({"burst": 0})).is_err());
         assert!(validate_config(&json!({"burst": "8"})).is_err());
         assert!(validate_config(&json!({"core": 1})).is_err());

@@ -72,7 +72,10 @@ pub struct DataplaneArgs {
     /// First core to pin workers to; none: do not pin.
     #[arg(long)]
     pub core: Option<usize>,
-    /// Polling policy: `adaptive` (spin, then wait on the socket) or `busy`.
+    /// Polling policy: `adaptive` (spin, then wait on the socket), `busy`
+    /// (spin only: a dedicated core), or `paced[:MICROSECONDS]` (sleep that
+    /// long after an empty poll, then read the backlog; default 500: for
+    /// millisecond deadlines at a fraction of a core).
     #[arg(long, default_value = "adaptive")]
     pub poll: PollPolicy,
     /// Frames per burst.
@@ -88,7 +91,7 @@ pub struct DataplaneArgs {
     pub frames: u32,
     /// Real-time (SCHED_FIFO) priority of the worker threads, 1 to 99; 0
     /// keeps the normal scheduler. For a VNF whose lateness is an error (a
-    /// failure detector) on a shared host; with `--poll adaptive`, so that
+    /// failure detector) on a shared host; with `--poll adaptive` or `paced`, so that
     /// an idle worker sleeps.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=99))]
     pub rt_priority: i32,

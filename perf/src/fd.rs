@@ -93,7 +93,12 @@ pub struct FdArgs {
     pub interval_ms: u64,
     /// The detector's safety margin, in milliseconds: how late past its
     /// expected arrival a heartbeat may be before the process is suspected.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    /// A crash is suspected about one interval plus the margin after the
+    /// last heartbeat (Chen's configuration: margin = detection bound -
+    /// interval); 10 ms at 10 ms heartbeats gives about 20 ms, and lets a
+    /// sender or path be held up 10 ms (a busy 2-vCPU VM's scheduling
+    /// stalls reach that) without a false suspicion.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub margin_ms: u64,
     /// Measured seconds per backend, warm-up excluded (at most 3600).
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = crate::cli::parse_duration)]
@@ -206,19 +211,21 @@ pub fn summary(run: &Run) -> String {
     }
     let ms = |k: &str, p: &str| e[k][p].as_f64().unwrap_or(f64::NAN) / 1e6;
     format!(
-        "{}: {:.0} heartbeats/s, detection p50/p99/max {:.1}/{:.1}/{:.1} ms, false suspicions {} (local pauses {}, shared silences {}), link down p50/max {:.2}/{:.2} ms, detector cpu {:.2} s ({:.0}% of a core)",
+        "{}: {:.0} heartbeats/s, detection p50/p99/max {:.1}/{:.1}/{:.1} ms, false suspicions {} ({} of processes whose sender stalled past the margin; local pauses {}, shared silences {}), link down p50/max {:.2}/{:.2} ms, detector cpu {:.2} s ({:.0}% of a core), hypervisor steal {:.1}%",
         run.backend,
         e["heartbeats_per_s"].as_f64().unwrap_or(0.0),
         ms("detection_ns", "p50"),
         ms("detection_ns", "p99"),
         ms("detection_ns", "max"),
         e["false_suspicions"],
+        e["sender_stalled"],
         e["local_pauses"],
         e["shared_silences"],
         ms("link_down_ns", "p50"),
         ms("link_down_ns", "max"),
         e["cpu_s"].as_f64().unwrap_or(f64::NAN),
         100.0 * e["cpu_util"].as_f64().unwrap_or(f64::NAN),
+        e["host_steal_pct"].as_f64().unwrap_or(f64::NAN),
     )
 }
 
@@ -492,20 +499,49 @@ struct GenOut {
     window_sent: u64,
     /// Heartbeats the kernel refused (sendmmsg short or failed).
     send_errors: u64,
+    /// Heartbeats of the measured window sent more than `late_ns` after
+    /// they were due: the generator itself was held up (a suspicion of
+    /// such a process is the sender's fault, not the detector's).
+    late_sends: u64,
+    /// The latest a heartbeat of the window was sent, past its due time.
+    max_late_ns: u64,
+    /// (process, due time, lateness) of the late sends, the first
+    /// `MAX_LATE_RECORDS`: written to `late.json` beside the events.
+    late: Vec<(u64, u64, u64)>,
+}
+
+/// Late sends recorded per generator.
+const MAX_LATE_RECORDS: usize = 100_000;
+
+/// When a generator sends (all `CLOCK_MONOTONIC` nanoseconds).
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// Heartbeat period.
+    interval_ns: u64,
+    /// Longest sleep between two looks at what is due.
+    tick_ns: u64,
+    /// First period's start.
+    start: u64,
+    /// The measured window.
+    window: (u64, u64),
+    /// Nothing is sent from then on.
+    end: u64,
+    /// Sends later than this past their due time count as late.
+    late_ns: u64,
 }
 
 /// Sends heartbeats for `procs` to the detector from `start` until `end`
 /// (or `stop`), every `interval_ns`, each on its phase; wakes at most every
 /// `tick_ns` and sends what is due in batches.
-fn generate(
-    procs: Vec<Proc>,
-    interval_ns: u64,
-    tick_ns: u64,
-    start: u64,
-    window: (u64, u64),
-    end: u64,
-    stop: &AtomicBool,
-) -> anyhow::Result<GenOut> {
+fn generate(procs: Vec<Proc>, at: Schedule, stop: &AtomicBool) -> anyhow::Result<GenOut> {
+    let Schedule {
+        interval_ns,
+        tick_ns,
+        start,
+        window,
+        end,
+        late_ns,
+    } = at;
     let sock =
         UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).context("generator socket")?;
     sock.connect(SocketAddrV4::new(VNF_ADDR, PORT))
@@ -541,6 +577,16 @@ fn generate(
             next_due[cursor] = due + interval_ns;
             let alive = p.crash_at.is_none_or(|c| due < c);
             if alive {
+                if now >= window.0 && now < window.1 {
+                    let late = now - due;
+                    out.max_late_ns = out.max_late_ns.max(late);
+                    if late > late_ns {
+                        out.late_sends += 1;
+                        if out.late.len() < MAX_LATE_RECORDS {
+                            out.late.push((p.id, due, late));
+                        }
+                    }
+                }
                 let msg = Message::Heartbeat(heartbeat::Repr {
                     process: ProcessId(p.id),
                     seq: seq[cursor],
@@ -672,6 +718,55 @@ fn link_down(ns: &Netns, ifname: &str) -> anyhow::Result<u64> {
 }
 
 /// CPU time of `pid` so far, in seconds.
+/// Whether `process`, suspected at `at`, had a heartbeat due before then
+/// that its generator had not sent yet (or sent less than a millisecond
+/// before): it was silent, whatever the detector did.
+fn sender_was_stalled(late: &HashMap<u64, Vec<(u64, u64)>>, process: u64, at: u64) -> bool {
+    late.get(&process).is_some_and(|sends| {
+        sends
+            .iter()
+            .any(|&(due, late)| due <= at && at <= due + late + 1_000_000)
+    })
+}
+
+/// The machine's CPU time in `/proc/stat` ticks: all of it, and the part
+/// the hypervisor stole.
+#[derive(Debug, Clone, Copy)]
+struct HostTicks {
+    total: u64,
+    steal: u64,
+}
+
+impl HostTicks {
+    fn steal_pct_until(&self, later: &HostTicks) -> f64 {
+        let total = later.total.saturating_sub(self.total);
+        if total == 0 {
+            return 0.0;
+        }
+        100.0 * later.steal.saturating_sub(self.steal) as f64 / total as f64
+    }
+}
+
+/// Reads the `cpu` line of `/proc/stat`; None where it cannot (the figure
+/// is then left out).
+fn host_cpu_ticks() -> Option<HostTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_ticks(stat.lines().next()?)
+}
+
+/// `cpu  user nice system idle iowait irq softirq steal ...`
+fn parse_cpu_ticks(line: &str) -> Option<HostTicks> {
+    let mut fields = line.split_whitespace();
+    (fields.next()? == "cpu").then_some(())?;
+    let values: Vec<u64> = fields.map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    // guest and guest_nice (fields 9, 10) are already in user and nice.
+    let total = values.iter().take(8).sum();
+    Some(HostTicks {
+        total,
+        steal: *values.get(7)?,
+    })
+}
+
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
@@ -843,14 +938,18 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     // down after it still has heartbeating processes behind the port.
     let gen_end = window.1 + SETTLE.as_nanos() as u64 + 500_000_000;
     let gen_stop = Arc::new(AtomicBool::new(false));
-    let tick_ns = (interval_ns / 10).clamp(100_000, 1_000_000);
+    let schedule = Schedule {
+        interval_ns,
+        tick_ns: (interval_ns / 10).clamp(100_000, 1_000_000),
+        start,
+        window,
+        end: gen_end,
+        late_ns: margin_ns,
+    };
     let mut gens = Vec::new();
     for (k, procs) in per_host.into_iter().enumerate() {
         let s = gen_stop.clone();
-        gens.push(
-            topo.net.hosts[k]
-                .spawn(move || generate(procs, interval_ns, tick_ns, start, window, gen_end, &s)),
-        );
+        gens.push(topo.net.hosts[k].spawn(move || generate(procs, schedule, &s)));
     }
     let abort = |gen_stop: &AtomicBool, e: anyhow::Error| {
         gen_stop.store(true, Ordering::Relaxed);
@@ -875,10 +974,12 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     wait_until(window.0);
     let hb0 = counter(&control, "heartbeats").map_err(|e| abort(&gen_stop, e))?;
     let cpu0 = cpu_seconds(pid).map_err(|e| abort(&gen_stop, e))?;
+    let host0 = host_cpu_ticks();
     let t0 = monotonic_nanos();
     wait_until(window.1);
     let hb1 = counter(&control, "heartbeats").map_err(|e| abort(&gen_stop, e))?;
     let cpu1 = cpu_seconds(pid).map_err(|e| abort(&gen_stop, e))?;
+    let host1 = host_cpu_ticks();
     let t1 = monotonic_nanos();
     let interrupted = stop.load(Ordering::Relaxed);
 
@@ -947,7 +1048,23 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     let mut last_sent: HashMap<u64, u64> = HashMap::new();
     let mut window_sent = 0;
     let mut send_errors = 0;
+    let (mut late_sends, mut max_late_ns) = (0, 0);
+    let late: Vec<Value> = gen_out
+        .iter()
+        .flat_map(|g| &g.late)
+        .map(|&(process, due_ns, late_ns)| json!({"process": process, "due_ns": due_ns, "late_ns": late_ns}))
+        .collect();
+    let _ = std::fs::write(dir.join("late.json"), Value::Array(late).to_string());
+    let mut late_by_process: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+    for &(process, due, late) in gen_out.iter().flat_map(|g| &g.late) {
+        late_by_process
+            .entry(process)
+            .or_default()
+            .push((due, late));
+    }
     for g in gen_out {
+        late_sends += g.late_sends;
+        max_late_ns = max_late_ns.max(g.max_late_ns);
         last_sent.extend(g.last_sent);
         window_sent += g.window_sent;
         send_errors += g.send_errors;
@@ -967,7 +1084,7 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
             None => undetected += 1,
         }
     }
-    let false_suspicions = events
+    let false_suspected: Vec<&Event> = events
         .iter()
         .filter(|e| e.to == "suspected" && e.at_ns >= t0 && e.at_ns <= t1)
         .filter(|e| {
@@ -977,6 +1094,11 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
                     .is_none_or(|&crashed| e.at_ns < crashed)
             })
         })
+        .collect();
+    let false_suspicions = false_suspected.len() as u64;
+    let sender_stalled = false_suspected
+        .iter()
+        .filter(|e| sender_was_stalled(&late_by_process, e.process, e.at_ns))
         .count() as u64;
     let mut link_delays = Vec::new();
     if let Some(d) = down_at {
@@ -1020,12 +1142,26 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     e.insert("detected".into(), json!(detection.len()));
     e.insert("undetected".into(), json!(undetected));
     e.insert("false_suspicions".into(), json!(false_suspicions));
+    // Of those, the ones whose process was in fact silent past the margin:
+    // its generator sent the heartbeat due before the suspicion more than a
+    // margin late (the host held the sender up). The detector cannot tell
+    // them from a crash, and should not.
+    e.insert("sender_stalled".into(), json!(sender_stalled));
     e.insert("link_down_ns".into(), latency_json(&link_l));
     e.insert("link_down_processes".into(), json!(behind.len()));
     e.insert("link_down_missing".into(), json!(link_missing));
     e.insert("cpu_s".into(), json!(cpu));
     e.insert("cpu_util".into(), json!(cpu / secs));
     e.insert("send_errors".into(), json!(send_errors));
+    // The generators' own lateness: heartbeats sent more than a margin
+    // late are suspicions this host caused, not the detector.
+    e.insert("late_sends".into(), json!(late_sends));
+    e.insert("max_late_ns".into(), json!(max_late_ns));
+    // CPU time the hypervisor took from this machine's vCPUs in the window
+    // (percent of all): stalls no process here controls.
+    if let (Some(a), Some(b)) = (host0, host1) {
+        e.insert("host_steal_pct".into(), json!(a.steal_pct_until(&b)));
+    }
     e.insert("events_dropped".into(), json!(dropped));
     // Times the detector held judgement after finding itself woken late
     // (whole run): how often this machine stalled it.
@@ -1091,6 +1227,30 @@ mod tests {
         let e = link_down(&ns, "nope0").unwrap_err().to_string();
         assert!(e.contains("nope0"), "{e}");
         assert!(link_down(&ns, "a-name-far-too-long-for-linux").is_err());
+    }
+
+    #[test]
+    fn steal_is_read_from_the_cpu_line() {
+        let a = parse_cpu_ticks("cpu  100 0 50 800 0 0 10 40 0 0").unwrap();
+        assert_eq!((a.total, a.steal), (1000, 40));
+        let b = parse_cpu_ticks("cpu  150 0 100 1600 0 0 20 130 5 0").unwrap();
+        assert!((a.steal_pct_until(&b) - 9.0).abs() < 1e-9);
+        assert_eq!(a.steal_pct_until(&a), 0.0);
+        assert!(parse_cpu_ticks("cpu0 1 2 3").is_none());
+        assert!(parse_cpu_ticks("cpu  1 2 x").is_none());
+        assert!(host_cpu_ticks().is_some(), "this machine has /proc/stat");
+    }
+
+    #[test]
+    fn a_suspicion_is_the_senders_when_its_heartbeat_was_not_sent_yet() {
+        let late = HashMap::from([(7, vec![(100_000_000, 20_000_000)])]);
+        // Due at 100 ms, sent at 120 ms: a suspicion at 110 ms is the sender's.
+        assert!(sender_was_stalled(&late, 7, 110_000_000));
+        // Heard within a millisecond of being sent.
+        assert!(sender_was_stalled(&late, 7, 120_500_000));
+        assert!(!sender_was_stalled(&late, 7, 99_000_000));
+        assert!(!sender_was_stalled(&late, 7, 125_000_000));
+        assert!(!sender_was_stalled(&late, 8, 110_000_000));
     }
 
     #[test]

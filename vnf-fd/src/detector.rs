@@ -235,6 +235,10 @@ struct Link {
     members: Vec<u32>,
     /// A silence of every process behind it, while it lasts.
     silence: Option<Silence>,
+    /// Processes last heard at or before this were held by an episode
+    /// that is over: they neither hold the link again nor are held again,
+    /// so that crashes amid a run of episodes are still judged.
+    judged_upto: u64,
 }
 
 impl Default for Link {
@@ -245,6 +249,7 @@ impl Default for Link {
             changed_at: 0,
             members: Vec::new(),
             silence: None,
+            judged_upto: 0,
         }
     }
 }
@@ -271,6 +276,8 @@ struct Silence {
     settled: Option<u64>,
     /// Whether a crowd was seen overdue after the link spoke again.
     catching_up: bool,
+    /// When a crowd was last seen overdue.
+    crowd_seen: u64,
 }
 
 /// What to do with the processes of one link whose deadlines passed.
@@ -285,6 +292,12 @@ enum Verdict {
     /// interval and margin from the first, and one margin from the second,
     /// to be heard.
     Resumed(u64, u64),
+}
+
+/// When a process was last heard, read off its expected next arrival (on
+/// the line a heartbeat touches anyway).
+fn last_arrival(h: &Hot) -> Option<u64> {
+    Some(h.est.expected()?.saturating_sub(h.interval))
 }
 
 /// What a heartbeat touches of a process, in one cache line: with a
@@ -472,7 +485,8 @@ pub struct Detector {
     /// Scratch for `handle_timeout`: deadlines passed, and whose.
     expired: Vec<(u64, u32)>,
     /// Scratch for `handle_timeout`: each link's verdict, once per call.
-    verdicts: Vec<(Option<LinkId>, Verdict)>,
+    /// Per link met in one timeout pass: its verdict and `judged_upto`.
+    verdicts: Vec<(Option<LinkId>, Verdict, u64)>,
     /// Processes behind no link, as one link that never goes down.
     unlinked: Link,
     /// How long a shared silence may hold judgement, in nanoseconds; 0
@@ -1046,12 +1060,12 @@ impl Detector {
                 continue;
             };
             let link = c.link;
-            let verdict = match self.verdicts.iter().find(|(l, _)| *l == link) {
-                Some(&(_, v)) => v,
+            let (verdict, judged_upto) = match self.verdicts.iter().find(|(l, ..)| *l == link) {
+                Some(&(_, v, j)) => (v, j),
                 None => {
-                    let v = self.link_verdict(link, slot, t);
-                    self.verdicts.push((link, v));
-                    v
+                    let (v, j) = self.link_verdict(link, slot, t);
+                    self.verdicts.push((link, v, j));
+                    (v, j)
                 }
             };
             let (Some(h), Some(c)) = (
@@ -1060,7 +1074,9 @@ impl Detector {
             ) else {
                 continue;
             };
+            let held_before = judged_upto > 0 && last_arrival(h).is_some_and(|a| a <= judged_upto);
             let hold = match verdict {
+                _ if held_before => None,
                 Verdict::Judge => None,
                 Verdict::HoldUntil(u) => Some(u),
                 Verdict::Resumed(r, settled) => {
@@ -1098,8 +1114,11 @@ impl Detector {
     /// again and what queued up on the way has come through (fewer than
     /// eight still overdue), and then for one interval and margin from the
     /// link speaking again (one margin from the catch-up, if that took
-    /// longer), each process's own, for its catch-up heartbeat. A process that crashed meanwhile is
-    /// suspected at that point. If the link stays silent for `max_hold`,
+    /// longer), each process's own, for its catch-up heartbeat. A process
+    /// that crashed meanwhile is suspected at that point. A crowd of eight
+    /// overdue at once holds judgement the same way even while the link
+    /// speaks (part of its traffic is stuck on the way); a process held by
+    /// an episode that is over is not held again (see the crate docs). If the link stays silent for `max_hold`,
     /// its processes are judged as usual: a whole host that died is
     /// suspected that much later than one process would be. Processes that
     /// are heard stay `Correct` throughout; a link going down still makes
@@ -1110,43 +1129,68 @@ impl Detector {
 
     /// Whether the silence of the process in `slot`, whose deadline passed
     /// at `t`, is shared by its link: one pass over the link's members.
-    fn link_verdict(&mut self, link: Option<LinkId>, slot: u32, t: u64) -> Verdict {
+    /// Returns the link's `judged_upto` too.
+    fn link_verdict(&mut self, link: Option<LinkId>, slot: u32, t: u64) -> (Verdict, u64) {
         let max_hold = self.max_hold;
         let half = self.hot.get(slot as usize).map_or(0, |h| h.margin / 2);
         let l = match link {
             Some(id) => match self.links.get_mut(&id) {
                 Some(l) => l,
-                None => return Verdict::Judge,
+                None => return (Verdict::Judge, 0),
             },
             None => &mut self.unlinked,
         };
         if max_hold == 0 || l.members.len() < SHARED_CROWD {
-            return Verdict::Judge;
+            return (Verdict::Judge, 0);
+        }
+        let v = Self::episode(&self.hot, l, &mut self.counters, max_hold, half, t);
+        (v, l.judged_upto)
+    }
+
+    /// [`Self::link_verdict`] for a link that may hold.
+    fn episode(
+        hot: &[Hot],
+        l: &mut Link,
+        counters: &mut Counters,
+        max_hold: u64,
+        half: u64,
+        t: u64,
+    ) -> Verdict {
+        if let Some(s) = l.silence
+            && s.resumed.is_some_and(|r| t.saturating_sub(r) > max_hold)
+        {
+            // Long over: its processes have had their chance.
+            l.judged_upto = l.judged_upto.max(s.noticed);
+            l.silence = None;
         }
         let since = l.silence.map_or(u64::MAX, |s| s.since);
         // A member's latest arrival is read off its expected next one, on
         // the line a heartbeat touches anyway.
         let (mut latest, mut first_after, mut overdue) = (0u64, u64::MAX, 0usize);
         for &m in &l.members {
-            let Some(h) = self.hot.get(m as usize) else {
+            let Some(h) = hot.get(m as usize) else {
                 continue;
             };
-            let Some(expected) = h.est.expected() else {
+            let (Some(expected), Some(arrival)) = (h.est.expected(), last_arrival(h)) else {
                 continue;
             };
-            let arrival = expected.saturating_sub(h.interval);
             latest = latest.max(arrival);
             if arrival > since {
                 first_after = first_after.min(arrival);
             }
-            if h.state == Some(State::Correct) && expected.saturating_add(h.margin / 2) <= t {
+            if h.state == Some(State::Correct)
+                && expected.saturating_add(h.margin / 2) <= t
+                && arrival > l.judged_upto
+            {
                 overdue += 1;
             }
         }
-        let shared = t.saturating_sub(latest) > half && overdue >= SHARED_CROWD;
+        let crowd = overdue >= SHARED_CROWD;
+        let shared = t.saturating_sub(latest) > half && crowd;
         match l.silence {
             Some(s) if latest <= s.since => {
                 if t.saturating_sub(s.noticed) >= max_hold {
+                    l.judged_upto = l.judged_upto.max(s.since);
                     Verdict::Judge
                 } else {
                     Verdict::HoldUntil(t.saturating_add(RECHECK_NS))
@@ -1154,11 +1198,6 @@ impl Detector {
             }
             Some(mut s) if !shared => {
                 let r = *s.resumed.get_or_insert(first_after);
-                if t.saturating_sub(r) > max_hold {
-                    // Long over: the next silence is a new one.
-                    l.silence = None;
-                    return Verdict::Judge;
-                }
                 if s.settled.is_none()
                     && overdue >= SHARED_CROWD
                     && t.saturating_sub(s.noticed) < max_hold
@@ -1166,12 +1205,19 @@ impl Detector {
                     // Speaking again, but a crowd is still overdue: what
                     // queued up on the way is still coming through.
                     s.catching_up = true;
+                    s.crowd_seen = t;
                     l.silence = Some(s);
                     return Verdict::HoldUntil(t.saturating_add(RECHECK_NS));
                 }
-                // Caught up when first seen so, or when it spoke again if
-                // no crowd was ever seen waiting after that.
-                let settled = *s.settled.get_or_insert(if s.catching_up { t } else { r });
+                // Caught up by the next look after the crowd was last seen
+                // (no later: nothing may have been due to look sooner), or
+                // when it spoke again if no crowd was seen waiting after.
+                let caught_up = if s.catching_up {
+                    t.min(s.crowd_seen.saturating_add(RECHECK_NS))
+                } else {
+                    r
+                };
+                let settled = *s.settled.get_or_insert(caught_up);
                 l.silence = Some(s);
                 Verdict::Resumed(r, settled)
             }
@@ -1182,8 +1228,25 @@ impl Detector {
                     resumed: None,
                     settled: None,
                     catching_up: false,
+                    crowd_seen: t,
                 });
-                self.counters.shared_silences += 1;
+                counters.shared_silences += 1;
+                Verdict::HoldUntil(t.saturating_add(RECHECK_NS))
+            }
+            _ if crowd => {
+                // The link speaks, yet a crowd fell overdue at once: their
+                // heartbeats are stuck on the way (one CPU's backlog, say)
+                // while the link's others pass. Held like a silence that
+                // has just ended, until that backlog comes through.
+                l.silence = Some(Silence {
+                    since: latest,
+                    noticed: t,
+                    resumed: Some(t),
+                    settled: None,
+                    catching_up: true,
+                    crowd_seen: t,
+                });
+                counters.shared_silences += 1;
                 Verdict::HoldUntil(t.saturating_add(RECHECK_NS))
             }
             _ => Verdict::Judge,

@@ -96,11 +96,26 @@
 //! suspected. This is HashiCorp Lifeguard's idea (a node that sees the
 //! trouble is local holds its accusations) applied per link. The check is
 //! a pass over the link's members at the time a deadline passes, so a
-//! heartbeat costs nothing more. One process crashing among others that
-//! are heard, or crashes behind a link that keeps carrying the others, are
-//! judged as before; processes that send in phase leave their link quiet
-//! between bursts, but then too few are overdue at once to count. The
-//! shell's own pauses (woken late) are handled in `service` the same way.
+//! heartbeat costs nothing more.
+//!
+//! A path can also hold back only part of a link's traffic: heartbeats
+//! queued on one CPU whose softirqs were deferred, while the link's other
+//! processes, sent from another, pass. So a crowd of eight overdue at once
+//! holds judgement even while the link speaks, until fewer than eight are
+//! overdue; then each has one interval and margin from the start of the
+//! episode, or one margin from the catch-up, whichever is later. The price
+//! is that eight or more processes behind one link crashing within half a
+//! margin of each other are suspected only after the hold limit. A process
+//! held by an episode that is over never holds its link again, nor is held
+//! again: heartbeats late past the margin everywhere, all the time, start
+//! one episode after another, and a crash amid them is still suspected
+//! within two hold limits.
+//!
+//! One process crashing among others that are heard, or a few crashes
+//! behind a link that keeps carrying the others, are judged as before;
+//! processes that send in phase leave their link quiet between bursts, but
+//! then too few are overdue at once to count. The shell's own pauses
+//! (woken late) are handled in `service` the same way.
 //!
 //! # Timers: a hashed timer wheel, re-armed lazily
 //!

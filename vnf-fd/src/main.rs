@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use dataplane::auth::AuthArgs;
 use dataplane::control::ControlSocket;
 use dataplane::launch::{self, DataplaneArgs, Endpoint};
@@ -44,8 +44,10 @@ struct Args {
     #[arg(long, default_value_t = 10.0)]
     interval_ms: f64,
     /// Default safety margin, in milliseconds: how late past its expected
-    /// arrival a heartbeat may be before the process is suspected.
-    #[arg(long, default_value_t = 5.0)]
+    /// arrival a heartbeat may be before the process is suspected. With the
+    /// default interval, a crash is suspected about 20 ms after the last
+    /// heartbeat, and a sender or path held up 10 ms is not suspected.
+    #[arg(long, default_value_t = 10.0)]
     margin_ms: f64,
     /// Longest hold, in milliseconds, of the judgement of processes behind a
     /// link (or behind none) that all fall silent at once: a stalled path
@@ -73,7 +75,14 @@ struct Args {
 
 fn main() {
     launch::init_logging();
-    if let Err(e) = run(Args::parse()) {
+    // Paced by default, not adaptive: heartbeats arrive a few microseconds
+    // apart and deadlines are milliseconds away, so spinning between
+    // packets would cost a core for nothing.
+    let matches = Args::command()
+        .mut_arg("poll", |a| a.default_value("paced"))
+        .get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err(e) = run(args) {
         eprintln!("vnf-fd: {e:#}");
         std::process::exit(1);
     }

@@ -533,14 +533,14 @@ fn simulations_are_deterministic() {
             },
             plain(),
         );
-        for i in 0..10 {
+        for i in 0..20 {
             sim.senders[i * 7].crash_at = Some(300 * MS + i as u64 * 11 * MS);
         }
         sim.run_until(2_000 * MS);
         sim.events
     };
     let a = run(99);
-    assert!(a.len() > 10, "enough happens to compare");
+    assert!(a.len() >= 20, "enough happens to compare: {}", a.len());
     assert_eq!(a, run(99));
     assert_ne!(a, run(100));
 }
@@ -738,4 +738,84 @@ fn a_crash_among_processes_in_phase_is_not_held() {
     assert!(e.at.as_nanos() <= due + MARGIN + MS, "usual bound");
     assert_eq!(sim.det.counters().held, 0);
     assert_eq!(sim.events.len(), 1);
+}
+
+/// Heartbeats of 100 of the 250 processes behind a link are stuck on the
+/// way for 25 ms (one CPU's backlog), while the link's other processes
+/// are heard throughout: nobody is suspected but the one that crashed in
+/// the meantime, within one interval and margin of the backlog coming
+/// through.
+#[test]
+fn a_backlog_holds_judgement_while_the_rest_of_its_link_speaks() {
+    let jitter = Jitter::Uniform { min: 0, max: MS };
+    for (seed, wake) in [(11, Wake::Exact), (12, Wake::Tick(MS))] {
+        let mut sim = Sim::new(seed, config(), wake);
+        let link = sim.add_senders(0, 250, INTERVAL, jitter, plain().behind(LinkId(1)));
+        let stuck = link.start..link.start + 100;
+        let (from, to) = (1000 * MS, 1025 * MS);
+        sim.stalls.push((from..to, stuck.clone(), 0));
+        let crashed = stuck.start + 42;
+        sim.senders[crashed].crash_at = Some(from + 5 * MS);
+        sim.run_until(2000 * MS);
+        let s = &sim.senders[crashed];
+        let [e] = sim.events[..] else {
+            panic!("only the crashed one ({wake:?}): {:?}", sim.events)
+        };
+        assert_eq!(e.process, s.id);
+        let tick = if let Wake::Tick(p) = wake { p } else { 0 };
+        let at = e.at.as_nanos();
+        assert!(
+            at <= to + INTERVAL + MARGIN + MS + tick,
+            "suspected {} ms after the backlog came through ({wake:?}, crashed at {} ms, last sent {} ms, {:?})",
+            (at as f64 - to as f64) / MS as f64,
+            (from + 5 * MS) / MS,
+            s.last_send.unwrap() as f64 / MS as f64,
+            sim.det.counters()
+        );
+        assert!(sim.det.counters().shared_silences >= 1);
+    }
+}
+
+/// Heartbeats late past the margin all the time (half of them 9 ms late)
+/// keep starting episodes of held judgement; twenty processes that crash
+/// amid them are still each suspected within two hold limits, not held
+/// from one episode to the next.
+#[test]
+fn crashes_amid_endless_lateness_are_judged_within_two_holds() {
+    let mut sim = Sim::new(5, config(), Wake::Tick(MS));
+    let r = sim.add_senders(
+        0,
+        200,
+        INTERVAL,
+        Jitter::Extremes {
+            min: 0,
+            max: 9 * MS,
+        },
+        plain(),
+    );
+    let crashed: Vec<usize> = (0..20).map(|i| r.start + i * 7).collect();
+    for (k, &i) in crashed.iter().enumerate() {
+        sim.senders[i].crash_at = Some(300 * MS + k as u64 * 11 * MS);
+    }
+    sim.run_until(2_000 * MS);
+    let hold = vnf_fd::DEFAULT_MAX_HOLD.as_nanos() as u64;
+    for &i in &crashed {
+        let s = &sim.senders[i];
+        let last = s.last_send.unwrap();
+        let Some(e) = sim
+            .events_of(s.id)
+            .into_iter()
+            .find(|e| e.to == State::Suspected && e.at.as_nanos() > last)
+        else {
+            panic!("{:?} never suspected", s.id)
+        };
+        let after = e.at.as_nanos() - last;
+        assert!(
+            after <= 2 * hold + INTERVAL + MARGIN + 2 * MS,
+            "{:?} suspected {} ms after its last heartbeat",
+            s.id,
+            after / MS
+        );
+    }
+    assert!(sim.det.counters().shared_silences >= 2);
 }
