@@ -200,6 +200,55 @@ impl Netns {
         }
     }
 
+    /// Sets `ifname` down from a thread inside this namespace (one ioctl,
+    /// no `ip` process to start) and returns the `CLOCK_MONOTONIC` time
+    /// just before the call: what link-down latencies are measured from.
+    pub fn set_link_down(&self, ifname: &str) -> Result<u64, NetnsError> {
+        let name = ifname.to_owned();
+        let cmd = format!("set {ifname} down in {}", self.name);
+        let failed = |what: &str| NetnsError::Failed {
+            cmd: cmd.clone(),
+            stderr: format!("{what}: {}", std::io::Error::last_os_error()),
+        };
+        let r = self
+            .spawn(move || -> Result<u64, &'static str> {
+                // SAFETY: plain socket call.
+                let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+                if fd < 0 {
+                    return Err("socket");
+                }
+                // SAFETY: an all-zero ifreq is valid; the name fits (checked).
+                let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+                let result = if name.len() >= req.ifr_name.len() {
+                    Err("interface name too long")
+                } else {
+                    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+                        *d = s as libc::c_char;
+                    }
+                    // SAFETY: `req` is a valid ifreq for these ioctls on `fd`.
+                    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
+                        Err("SIOCGIFFLAGS")
+                    } else {
+                        // SAFETY: SIOCGIFFLAGS filled the flags member.
+                        unsafe { req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short) };
+                        let at = crate::time::monotonic_nanos();
+                        // SAFETY: as above.
+                        if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
+                            Err("SIOCSIFFLAGS")
+                        } else {
+                            Ok(at)
+                        }
+                    }
+                };
+                // SAFETY: our own descriptor.
+                unsafe { libc::close(fd) };
+                result
+            })
+            .join()
+            .map_err(|_| failed("the thread panicked"))??;
+        r.map_err(failed)
+    }
+
     /// Spawns a thread that runs `f` inside this namespace.
     pub fn spawn<R: Send + 'static>(
         &self,
@@ -480,5 +529,22 @@ mod tests {
         assert!(parse_mac("02:ab:00:10:ff").is_none());
         assert!(parse_mac("02:ab:00:10:ff:7e:01").is_none());
         assert!(parse_mac("zz:ab:00:10:ff:7e").is_none());
+    }
+
+    #[test]
+    fn set_link_down_sets_an_interface_down_and_refuses_a_missing_one() {
+        if let Err(e) = check_privileges() {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        let ns = Netns::new("linkdown").unwrap();
+        let before = crate::time::monotonic_nanos();
+        let at = ns.set_link_down("lo").unwrap();
+        assert!(at >= before);
+        let shown = ns.exec("ip", &["-o", "link", "show", "lo"]).unwrap();
+        assert!(!shown.contains(",UP"), "lo still up: {shown}");
+        let e = ns.set_link_down("nope0").unwrap_err().to_string();
+        assert!(e.contains("nope0") && e.contains("SIOCGIFFLAGS"), "{e}");
+        assert!(ns.set_link_down("a-name-far-too-long-for-linux").is_err());
     }
 }

@@ -674,49 +674,6 @@ fn send_batch(
     }
 }
 
-/// Sets `ifname` down from a thread in `ns`; returns the `CLOCK_MONOTONIC`
-/// time just before the call.
-fn link_down(ns: &Netns, ifname: &str) -> anyhow::Result<u64> {
-    let name = ifname.to_owned();
-    ns.spawn(move || -> anyhow::Result<u64> {
-        // SAFETY: plain socket call.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
-        ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        // SAFETY: an all-zero ifreq is valid; the name fits (checked).
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        ensure!(name.len() < req.ifr_name.len(), "interface name too long");
-        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
-            *d = s as libc::c_char;
-        }
-        // SAFETY: `req` is a valid ifreq for these ioctls on `fd`.
-        let r = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) };
-        let result = if r < 0 {
-            Err(anyhow!(
-                "SIOCGIFFLAGS {name}: {}",
-                std::io::Error::last_os_error()
-            ))
-        } else {
-            // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-            unsafe { req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short) };
-            let at = monotonic_nanos();
-            // SAFETY: as above.
-            if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
-                Err(anyhow!(
-                    "SIOCSIFFLAGS {name}: {}",
-                    std::io::Error::last_os_error()
-                ))
-            } else {
-                Ok(at)
-            }
-        };
-        // SAFETY: our own descriptor.
-        unsafe { libc::close(fd) };
-        result
-    })
-    .join()
-    .map_err(|_| anyhow!("link-down thread panicked"))??
-}
-
 /// CPU time of `pid` so far, in seconds.
 /// Whether `process`, suspected at `at`, had a heartbeat due before then
 /// that its generator had not sent yet (or sent less than a millisecond
@@ -993,7 +950,12 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     let down_at = if interrupted {
         None
     } else {
-        Some(link_down(&topo.net.router, &format!("p{hosts}")).map_err(|e| abort(&gen_stop, e))?)
+        Some(
+            topo.net
+                .router
+                .set_link_down(&format!("p{hosts}"))
+                .map_err(|e| abort(&gen_stop, e.into()))?,
+        )
     };
     let settle_until = Instant::now() + SETTLE;
     while Instant::now() < settle_until && !stop.load(Ordering::Relaxed) {
@@ -1213,20 +1175,6 @@ mod tests {
         ])
         .unwrap();
         assert!(t.a.validate().unwrap_err().contains("--crash"));
-    }
-
-    #[test]
-    fn link_down_sets_an_interface_down_and_refuses_a_missing_one() {
-        dataplane::netns::check_privileges().expect("root: this test builds a namespace");
-        let ns = Netns::new("fdlink").unwrap();
-        let before = monotonic_nanos();
-        let at = link_down(&ns, "lo").unwrap();
-        assert!(at >= before);
-        let shown = ns.exec("ip", &["-o", "link", "show", "lo"]).unwrap();
-        assert!(!shown.contains(",UP"), "lo still up: {shown}");
-        let e = link_down(&ns, "nope0").unwrap_err().to_string();
-        assert!(e.contains("nope0"), "{e}");
-        assert!(link_down(&ns, "a-name-far-too-long-for-linux").is_err());
     }
 
     #[test]

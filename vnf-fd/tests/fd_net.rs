@@ -351,8 +351,7 @@ fn scenario(backend: &str) {
     );
 
     // Link down: exactly process 3 becomes unreachable, within 10 ms.
-    let t = monotonic_ns();
-    topo.nfvi.ip(&["link", "set", "p3", "down"]).unwrap();
+    let t = topo.nfvi.set_link_down("p3").unwrap();
     let e = wait_event(&mut events, 3, "unreachable", Duration::from_secs(2));
     let delay = e["at_ns"].as_u64().unwrap().saturating_sub(t);
     assert!(
