@@ -100,7 +100,14 @@ enum Role {
 struct InFlight {
     value: Value,
     sent_at: Time,
+    /// Sent more than once: its decision time says nothing of the round
+    /// trip (which copy was answered?), so it is no sample (Karn).
+    resent: bool,
 }
+
+/// Longest retransmission timeout, in multiples of the configured one: a
+/// lost accept is resent within this even after a slow spell.
+const MAX_RTO_FACTOR: u32 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AdmitState {
@@ -146,6 +153,9 @@ pub struct Coordinator {
     last_ack: Option<((NodeId, ClientId), usize)>,
     inflight: BTreeMap<Instance, InFlight>,
     next: Instance,
+    /// Smoothed propose-to-decide time of instances sent once (nanos;
+    /// 0: no sample yet), for the retransmission timeout.
+    srtt: u64,
     /// The window is to be filled at the next poll (the latest input's
     /// time).
     refill: Option<Time>,
@@ -187,6 +197,7 @@ impl Coordinator {
             last_ack: None,
             inflight: BTreeMap::new(),
             next: 0,
+            srtt: 0,
             refill: None,
             fresh: VecDeque::new(),
             outbox: VecDeque::new(),
@@ -569,9 +580,14 @@ impl Coordinator {
         self.outbox.extend(pages);
     }
 
-    fn on_decided(&mut self, _now: Time, instance: Instance, value: Value) {
+    fn on_decided(&mut self, now: Time, instance: Instance, value: Value) {
         if instance < self.committed || self.log.contains_key(&instance) {
             return;
+        }
+        if let Some(f) = self.inflight.get(&instance)
+            && !f.resent
+        {
+            self.sample_rtt(now.as_nanos().saturating_sub(f.sent_at.as_nanos()));
         }
         self.votes.forget(instance);
         self.counters.instances_decided += 1;
@@ -674,8 +690,31 @@ impl Coordinator {
             InFlight {
                 value,
                 sent_at: now,
+                resent: false,
             },
         );
+    }
+
+    /// Folds one propose-to-decide time into the smoothed one (gain 1/8,
+    /// as TCP's SRTT).
+    fn sample_rtt(&mut self, nanos: u64) {
+        self.srtt = match self.srtt {
+            0 => nanos.max(1),
+            s => (s - s / 8 + nanos / 8).max(1),
+        };
+    }
+
+    /// How long an instance waits for its majority before it is sent
+    /// again: the configured time, or four smoothed decision times when
+    /// that is longer (at most [`MAX_RTO_FACTOR`] times the configured
+    /// one). Under load an instance's votes queue behind a whole window
+    /// (and the acceptors' log syncs), and a fixed timeout shorter than
+    /// that resends accepts that were never lost: extra accepts, log
+    /// writes and votes just when every role is busiest.
+    fn rto(&self) -> Duration {
+        let base = self.cfg.retransmit;
+        let adaptive = Duration::from_nanos(self.srtt.saturating_mul(4));
+        adaptive.clamp(base, base * MAX_RTO_FACTOR)
     }
 
     /// Starts phase 1 with a ballot above every one seen.
@@ -946,9 +985,11 @@ impl Coordinator {
                 }
                 if now >= self.next_scan {
                     self.next_scan = now + self.cfg.retransmit;
+                    let rto = self.rto();
                     for (&instance, f) in self.inflight.iter_mut() {
-                        if f.sent_at + self.cfg.retransmit <= now {
+                        if f.sent_at + rto <= now {
                             f.sent_at = now;
+                            f.resent = true;
                             self.counters.retransmits += 1;
                             self.fresh.push_back(Entry {
                                 instance,

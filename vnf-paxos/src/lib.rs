@@ -67,8 +67,12 @@
 //! values) as `poll_transmit` drains them, which again only happens at high
 //! load, when a burst produced several. An acceptor whose promise is not above the ballot accepts and
 //! sends its vote (`Accepted`, with the values) to every learner and
-//! coordinator. Instances without a majority of votes after `retransmit`
-//! (20 ms) are sent again.
+//! coordinator. Instances without a majority of votes after the
+//! retransmission timeout are sent again: the timeout is `retransmit`
+//! (20 ms) or four smoothed propose-to-decide times of instances sent
+//! once, whichever is longer (at most 16 times `retransmit`), so that a
+//! loaded window, whose votes queue behind the acceptors' log syncs, is
+//! not sent twice for nothing.
 //!
 //! **Learning.** A learner (and every coordinator) counts votes per
 //! instance and ballot; votes from a majority of acceptor slots in one
