@@ -204,8 +204,18 @@ impl Netns {
     /// no `ip` process to start) and returns the `CLOCK_MONOTONIC` time
     /// just before the call: what link-down latencies are measured from.
     pub fn set_link_down(&self, ifname: &str) -> Result<u64, NetnsError> {
+        self.set_link(ifname, false)
+    }
+
+    /// [`Self::set_link_down`]'s counterpart.
+    pub fn set_link_up(&self, ifname: &str) -> Result<u64, NetnsError> {
+        self.set_link(ifname, true)
+    }
+
+    fn set_link(&self, ifname: &str, up: bool) -> Result<u64, NetnsError> {
         let name = ifname.to_owned();
-        let cmd = format!("set {ifname} down in {}", self.name);
+        let state = if up { "up" } else { "down" };
+        let cmd = format!("set {ifname} {state} in {}", self.name);
         let failed = |what: &str| NetnsError::Failed {
             cmd: cmd.clone(),
             stderr: format!("{what}: {}", std::io::Error::last_os_error()),
@@ -229,8 +239,15 @@ impl Netns {
                     if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
                         Err("SIOCGIFFLAGS")
                     } else {
+                        let flag = libc::IFF_UP as libc::c_short;
                         // SAFETY: SIOCGIFFLAGS filled the flags member.
-                        unsafe { req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short) };
+                        unsafe {
+                            if up {
+                                req.ifr_ifru.ifru_flags |= flag;
+                            } else {
+                                req.ifr_ifru.ifru_flags &= !flag;
+                            }
+                        }
                         let at = crate::time::monotonic_nanos();
                         // SAFETY: as above.
                         if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
@@ -532,7 +549,7 @@ mod tests {
     }
 
     #[test]
-    fn set_link_down_sets_an_interface_down_and_refuses_a_missing_one() {
+    fn set_link_sets_an_interface_down_and_up_and_refuses_a_missing_one() {
         if let Err(e) = check_privileges() {
             eprintln!("skipped: {e}");
             return;
@@ -543,6 +560,9 @@ mod tests {
         assert!(at >= before);
         let shown = ns.exec("ip", &["-o", "link", "show", "lo"]).unwrap();
         assert!(!shown.contains(",UP"), "lo still up: {shown}");
+        assert!(ns.set_link_up("lo").unwrap() >= at);
+        let shown = ns.exec("ip", &["-o", "link", "show", "lo"]).unwrap();
+        assert!(shown.contains(",UP"), "lo still down: {shown}");
         let e = ns.set_link_down("nope0").unwrap_err().to_string();
         assert!(e.contains("nope0") && e.contains("SIOCGIFFLAGS"), "{e}");
         assert!(ns.set_link_down("a-name-far-too-long-for-linux").is_err());

@@ -32,7 +32,8 @@
 //! * `false_suspicions`: suspicions, in the window, of processes that had
 //!   not crashed;
 //! * `link_down_ns`: link-down to `unreachable`, over the processes behind
-//!   the port;
+//!   the last host's port, which goes down and up again `link_flaps` (5)
+//!   times after the window;
 //! * `cpu_s`: CPU time of the `vnf-fd` process in the window
 //!   (`/proc/PID/stat`), and `cpu_util` = `cpu_s / duration_s`.
 //!
@@ -78,6 +79,9 @@ const SEND_BATCH: usize = 64;
 /// How long after the window the crashes' suspicions and the link-down
 /// events may take to arrive before they count as missing.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Times the last host's port goes down (and up again) after the window:
+/// one sample is at the mercy of one scheduling stall of this machine.
+const LINK_FLAPS: usize = 5;
 
 /// Options of `nfvinc-perf fd`.
 #[derive(Debug, Clone, Args)]
@@ -893,7 +897,7 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     }
     // Generators stop a settling time after the window, so that the link
     // down after it still has heartbeating processes behind the port.
-    let gen_end = window.1 + SETTLE.as_nanos() as u64 + 500_000_000;
+    let gen_end = window.1 + (2 * LINK_FLAPS as u64 + 1) * SETTLE.as_nanos() as u64 + 500_000_000;
     let gen_stop = Arc::new(AtomicBool::new(false));
     let schedule = Schedule {
         interval_ns,
@@ -947,31 +951,45 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
         .map(|i| i as u64 + 1)
         .filter(|id| !crash_at.contains_key(id))
         .collect();
-    let down_at = if interrupted {
-        None
-    } else {
-        Some(
-            topo.net
-                .router
-                .set_link_down(&format!("p{hosts}"))
-                .map_err(|e| abort(&gen_stop, e.into()))?,
-        )
+    // The port goes down (every process behind it must turn unreachable),
+    // then up (heartbeats restore them), LINK_FLAPS times; the last time
+    // it stays down while the crashes of the window are awaited.
+    let port = format!("p{hosts}");
+    let mut downs = Vec::new();
+    let wait_for = |from: u64, to: &str, all: usize| {
+        let until = Instant::now() + SETTLE;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            let seen = {
+                let ev = events.lock().expect("events lock");
+                let n = ev.iter().filter(|e| e.to == to && e.at_ns >= from).count();
+                let suspected = ev.iter().filter(|e| e.to == "suspected").count();
+                n >= all && suspected >= crash_at.len()
+            };
+            if seen {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     };
-    let settle_until = Instant::now() + SETTLE;
-    while Instant::now() < settle_until && !stop.load(Ordering::Relaxed) {
-        let seen = {
-            let ev = events.lock().expect("events lock");
-            let unreachable = ev
-                .iter()
-                .filter(|e| e.to == "unreachable" && down_at.is_some_and(|d| e.at_ns >= d))
-                .count();
-            let suspected = ev.iter().filter(|e| e.to == "suspected").count();
-            unreachable >= behind.len() && suspected >= crash_at.len()
-        };
-        if seen {
+    for flap in 0..LINK_FLAPS {
+        if interrupted || stop.load(Ordering::Relaxed) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let down = topo
+            .net
+            .router
+            .set_link_down(&port)
+            .map_err(|e| abort(&gen_stop, e.into()))?;
+        downs.push(down);
+        wait_for(down, "unreachable", behind.len());
+        if flap + 1 < LINK_FLAPS {
+            let up = topo
+                .net
+                .router
+                .set_link_up(&port)
+                .map_err(|e| abort(&gen_stop, e.into()))?;
+            wait_for(up, "correct", behind.len());
+        }
     }
     gen_stop.store(true, Ordering::Relaxed);
     let mut gen_out = Vec::new();
@@ -1063,21 +1081,18 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
         .filter(|e| sender_was_stalled(&late_by_process, e.process, e.at_ns))
         .count() as u64;
     let mut link_delays = Vec::new();
-    if let Some(d) = down_at {
+    for (k, &d) in downs.iter().enumerate() {
+        // Each flap's transitions, before the next flap began.
+        let next = downs.get(k + 1).copied().unwrap_or(u64::MAX);
         for id in &behind {
-            if let Some(e) = events
-                .iter()
-                .find(|e| e.process == *id && e.to == "unreachable" && e.at_ns >= d)
-            {
+            if let Some(e) = events.iter().find(|e| {
+                e.process == *id && e.to == "unreachable" && e.at_ns >= d && e.at_ns < next
+            }) {
                 link_delays.push(e.at_ns - d);
             }
         }
     }
-    let link_missing = if down_at.is_some() {
-        behind.len() - link_delays.len()
-    } else {
-        0
-    };
+    let link_missing = downs.len() * behind.len() - link_delays.len();
 
     let secs = (t1 - t0) as f64 / 1e9;
     let ingested = hb1.saturating_sub(hb0);
@@ -1111,6 +1126,7 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     e.insert("sender_stalled".into(), json!(sender_stalled));
     e.insert("link_down_ns".into(), latency_json(&link_l));
     e.insert("link_down_processes".into(), json!(behind.len()));
+    e.insert("link_flaps".into(), json!(downs.len()));
     e.insert("link_down_missing".into(), json!(link_missing));
     e.insert("cpu_s".into(), json!(cpu));
     e.insert("cpu_util".into(), json!(cpu / secs));
