@@ -8,9 +8,10 @@
 //! hints, else the next coordinator) until a coordinator says it is
 //! decided; the retries keep the number, so the service decides the value
 //! at most once however often it is sent. With [`ConsensusConfig::learn`],
-//! the handle is also a learner: it subscribes to the acceptors' votes and
-//! the leader's heartbeats (a fetch every [`KEEPALIVE`], which the VNFs
-//! take as a subscription for a second) and yields every decided command
+//! the handle is also a learner: it subscribes to the leader's
+//! announcements of decided values and its heartbeats (a fetch every
+//! [`KEEPALIVE`], which the VNFs take as a subscription for a second) and
+//! yields every decided command
 //! once, in instance order ([`Consensus::next_delivery`]), fetching what it
 //! missed from the coordinators, learners and acceptors.
 //!

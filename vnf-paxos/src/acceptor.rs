@@ -501,11 +501,20 @@ impl Acceptor {
             .and_then(|()| {
                 accepted::emit_header(&mut out[nfvinc::HEADER_LEN..], ballot, self.id, voted)
             });
+        // With the log, to the coordinators only: the leader announces
+        // what a majority decided to the learners (and subscribed
+        // clients) itself, one message per instance instead of one vote
+        // per acceptor, and a learner that misses an announcement rebuilds
+        // the decision from the votes every acceptor keeps. In memory a
+        // replaced identity takes its votes along, so the learners take
+        // them as they are cast (crate docs, Learning).
+        let dest = if self.durable() {
+            Dest::Coordinators
+        } else {
+            Dest::Learners
+        };
         match written {
-            Ok(()) => self.queue(Out {
-                dest: Dest::Learners,
-                bytes: out,
-            }),
+            Ok(()) => self.queue(Out { dest, bytes: out }),
             Err(_) => {
                 self.counters.too_large += 1;
                 self.recycle(out);

@@ -20,7 +20,8 @@ use crate::votes::{VoteValue, Votes};
 use crate::wire::replies::{self, Run, push_run};
 use crate::wire::value::{Entry, command_cost, entry_len};
 use crate::wire::{
-    Message, MsgError, MsgType, accept, accepted, admit, fetch, heartbeat, prepare, promise, reply,
+    Message, MsgError, MsgType, accept, accepted, admit, decided, fetch, heartbeat, prepare,
+    promise, reply,
 };
 use crate::{AcceptorId, Ballot, ClientId, Command, Instance, NodeId, Time, Value};
 use dataplane::wire::nfvinc::{NfvHeader, Service};
@@ -160,6 +161,9 @@ pub struct Coordinator {
     /// time).
     refill: Option<Time>,
     fresh: VecDeque<Entry>,
+    /// Instances it learned decided while leading, to announce to the
+    /// learners (packed several to a `Decided` at the next poll).
+    announce: VecDeque<Entry>,
     outbox: VecDeque<Transmit>,
     next_heartbeat: Time,
     next_scan: Time,
@@ -200,6 +204,7 @@ impl Coordinator {
             srtt: 0,
             refill: None,
             fresh: VecDeque::new(),
+            announce: VecDeque::new(),
             outbox: VecDeque::new(),
             next_heartbeat: Time::MAX,
             next_scan: Time::MAX,
@@ -599,6 +604,13 @@ impl Coordinator {
             }
         }
         self.inflight.remove(&instance);
+        if self.is_leader() {
+            self.announce.push_back(Entry {
+                instance,
+                ballot: Ballot::ZERO,
+                value: value.clone(),
+            });
+        }
         self.log.insert(instance, value);
         while self.log.contains_key(&self.committed) {
             self.committed += 1;
@@ -896,6 +908,9 @@ impl Coordinator {
         if let Some(t) = self.outbox.pop_front() {
             return Some(t);
         }
+        if let Some(t) = self.poll_announce() {
+            return Some(t);
+        }
         if let Some(a) = self.acks.pop() {
             self.ack_index.remove(&(a.node, a.client));
             self.last_ack = None;
@@ -927,6 +942,27 @@ impl Coordinator {
                 committed: self.committed,
                 entries,
             }),
+        })
+    }
+
+    /// The next `Decided` announcement to every learner, coordinator and
+    /// subscribed client: instances it learned decided, as many to a
+    /// message as fit in `max_packet_bytes` (at least one).
+    fn poll_announce(&mut self) -> Option<Transmit> {
+        let first = self.announce.pop_front()?;
+        let mut bytes = entry_len(&first, false);
+        let mut entries = vec![first];
+        while let Some(e) = self.announce.front() {
+            let len = entry_len(e, false);
+            if bytes + len > self.cfg.max_packet_bytes || entries.len() >= usize::from(u16::MAX) {
+                break;
+            }
+            bytes += len;
+            entries.push(self.announce.pop_front().expect("front exists"));
+        }
+        Some(Transmit {
+            dest: Dest::Learners,
+            msg: Message::Decided(decided::Repr { entries }),
         })
     }
 

@@ -129,6 +129,9 @@ impl Learner {
             ),
             Message::Decided(d) => {
                 for e in d.entries {
+                    // The leader's announcements are the steady flow: a
+                    // later one shows a gap where one was lost.
+                    self.horizon = self.horizon.max(e.instance.saturating_add(1));
                     if e.instance >= self.next {
                         self.votes.forget(e.instance);
                         self.decided.entry(e.instance).or_insert(e.value);

@@ -13,9 +13,9 @@
 //!
 //! | role | type | input | output |
 //! | --- | --- | --- | --- |
-//! | coordinator (leader, standby) | [`Coordinator`] | promises, votes, nacks, heartbeats, requests and submits, fetches, joins | prepares, accepts, heartbeats, replies, admits |
+//! | coordinator (leader, standby) | [`Coordinator`] | promises, votes, nacks, heartbeats, requests and submits, fetches, joins | prepares, accepts, heartbeats, replies, admits, announcements of decided values |
 //! | acceptor (2f + 1, default 3) | [`Acceptor`] | prepares, accepts, fetches, heartbeats, admits | promises, votes, nacks, joins; [`PersistBatch`]es |
-//! | learner | [`Learner`] | votes, decided values, heartbeats, fetches | [`Delivery`] events in instance order; fetches |
+//! | learner | [`Learner`] | decided values (the leader's announcements, fetch answers), votes (fetch answers), heartbeats, fetches | [`Delivery`] events in instance order; fetches |
 //! | client side | [`Client`] | replies | submits (or requests); [`Committed`] events |
 //!
 //! The shell maps [`NodeId`]s and [`Dest`]s to addresses: `Acceptors` is
@@ -66,24 +66,50 @@
 //! instances are packed several to an `Accept` packet (up to 1,340 bytes of
 //! values) as `poll_transmit` drains them, which again only happens at high
 //! load, when a burst produced several. An acceptor whose promise is not above the ballot accepts and
-//! sends its vote (`Accepted`, with the values) to every learner and
-//! coordinator. Instances without a majority of votes after the
-//! retransmission timeout are sent again: the timeout is `retransmit`
-//! (20 ms) or four smoothed propose-to-decide times of instances sent
-//! once, whichever is longer (at most 16 times `retransmit`), so that a
-//! loaded window, whose votes queue behind the acceptors' log syncs, is
-//! not sent twice for nothing.
+//! sends its vote (`Accepted`, with the values, every instance of the
+//! accept in one message) to every coordinator (in memory also to every
+//! learner: see Learning). Instances without a
+//! majority of votes after the retransmission timeout are sent again: the
+//! timeout is `retransmit` (20 ms) or four smoothed propose-to-decide
+//! times of instances sent once, whichever is longer (at most 16 times
+//! `retransmit`), so that a loaded window, whose votes queue behind the
+//! acceptors' log syncs, is not sent twice for nothing.
 //!
-//! **Learning.** A learner (and every coordinator) counts votes per
-//! instance and ballot; votes from a majority of acceptor slots in one
-//! ballot decide the value (one ballot carries one value per instance, so
-//! a learner reading votes from their bytes builds the value from the
-//! first vote of a ballot and only counts the others). Decisions are
-//! delivered in instance order. A
+//! **Learning.** Every coordinator counts votes per instance and ballot;
+//! votes from a majority of acceptor slots in one ballot decide the value
+//! (one ballot carries one value per instance, so a coordinator reading
+//! votes from their bytes builds the value from the first vote of a
+//! ballot and only counts the others; the leader counts votes in its own
+//! ballot against the value it proposed). The leader **announces** what it
+//! learns decided: a `Decided` message, several instances to a packet, to
+//! every learner, standby coordinator and subscribed client. Learners thus
+//! take one message per instance from the leader instead of a vote from
+//! each acceptor (on this one-host deployment, 9 frames per instance where
+//! 15 went: 3 accepts, 3 votes, 3 announcements), at the price of one hop
+//! (acceptor, leader, learner instead of acceptor, learner). Why it is
+//! safe: a coordinator announces (or answers a fetch with) a value only
+//! once it counted a majority of votes for it in one ballot, or was told
+//! it decided by another process that did; so a `Decided` names a chosen
+//! value, exactly as a majority of votes does, and learners apply the same
+//! rule to votes when they receive them (acceptors answer fetches with
+//! their votes). A lost announcement is a gap like any other: with the
+//! log, every acceptor keeps its votes, so a majority's votes for any
+//! decided instance can always be fetched again. In memory they cannot:
+//! an acceptor replaced under a new identity takes its votes along, and
+//! once the leader that knew an instance below the new identity's trim
+//! point fails, learners that missed its announcement would find no
+//! majority's votes and no process that knows the value (the simulations
+//! found such a run). So in-memory acceptors also send their votes to the
+//! learners, as they are cast, and learners decide from whichever comes
+//! first. Decisions
+//! are delivered in instance order. A
 //! gap (a later instance decided, or the leader's heartbeat reporting a
 //! commit point ahead) that does not fill within `fetch_timeout` is
 //! fetched: coordinators and other learners answer with values they know
-//! decided (`Decided`), acceptors re-send their votes. Commands are
+//! decided (`Decided`), acceptors re-send their votes. If the leader fails
+//! between the votes and its announcement, its successor's phase 1 finds
+//! the value (a majority voted for it) and proposes, decides and announces
+//! it again. Commands are
 //! delivered at most once: a retried command can be in the log twice (a
 //! new leader may re-propose an instance it recovered while also receiving
 //! the client's retry), and every learner drops the later copy; they all
@@ -173,6 +199,9 @@
 //! * A coordinator proposes in a ballot only after a majority of slots
 //!   promised it, and for instances reported in phase 1 only the value of
 //!   the highest ballot reported.
+//! * A coordinator sends a value as decided (an announcement or a fetch
+//!   answer) only after counting a majority of slots' votes for it in one
+//!   ballot, or after another coordinator or learner told it so.
 //! * A value is decided in an instance when a majority of slots voted for
 //!   it in one ballot; no two values are decided in one instance
 //!   (agreement); only proposed commands or no-ops are decided (validity);
@@ -225,7 +254,7 @@
 //! `counters`, `membership`, `leader` (leader, ballot) and, on learners,
 //! `deliveries`. Applications use libnfvinc's `Consensus` handle, which
 //! submits values and, by sending fetches (which the VNFs take as a
-//! one-second subscription), also receives the votes and heartbeats a
+//! one-second subscription), also receives the announcements and heartbeats a
 //! learner needs. Under `--auth required` (how `nfvinc serve` runs them)
 //! every message, between the processes as from clients, carries the
 //! instance's session (`--session`) and a tag under its key, checked on
@@ -250,13 +279,13 @@
 //! | 1 | Prepare (1A) | 16 | coordinator → acceptors |
 //! | 2 | Promise (1B) | 48 + entries | acceptor → coordinator |
 //! | 3 | Accept (2A) | 24 + entries | leader → acceptors |
-//! | 4 | Accepted (2B) | 24 + entries | acceptor → learners, coordinators |
+//! | 4 | Accepted (2B) | 24 + entries | acceptor → coordinators (in memory: and learners); a fetcher |
 //! | 5 | Nack | 24 | acceptor → coordinator |
 //! | 6 | Heartbeat | 24 + 4 × acceptors | leader → everyone |
 //! | 7 | Request | 24 + payload | client → coordinator |
 //! | 8 | Reply | 32 | coordinator → client |
 //! | 9 | Fetch | 16 | learner, coordinator → learners, coordinators, acceptors |
-//! | 10 | Decided | 8 + entries | learner, coordinator → fetcher |
+//! | 10 | Decided | 8 + entries | leader → learners, coordinators, subscribers; learner, coordinator → fetcher |
 //! | 11 | Join | 8 | new acceptor identity → coordinators |
 //! | 12 | Admit | 24 | leader → new acceptor identity |
 //! | 13 | Submit | 4 + commands | client → coordinator |

@@ -8,7 +8,8 @@
 //! bounded table of *guests*, so that answers can find their way back. A
 //! guest that sends a `Fetch` subscribes to decisions: for
 //! [`SUBSCRIPTION`] after its last fetch it counts among the learners, so
-//! acceptors send it their votes and coordinators their heartbeats. This is
+//! the leader sends it its announcements of decided values and its
+//! heartbeats. This is
 //! how an application embedding a learner (libnfvinc's `Consensus`) follows
 //! the log without being in the VNFs' configuration.
 
