@@ -518,27 +518,33 @@ fn removing_a_process_stops_its_events() {
     );
 }
 
+/// 200 processes behind no link, half their heartbeats 9 ms late (past
+/// the margin), twenty of them crashing 11 ms apart from 300 ms; run for
+/// two seconds. Returns the simulation and the crashed senders.
+fn crashes_amid_lateness(seed: u64) -> (Sim, Vec<usize>) {
+    let mut sim = Sim::new(seed, config(), Wake::Tick(MS));
+    let r = sim.add_senders(
+        0,
+        200,
+        INTERVAL,
+        Jitter::Extremes {
+            min: 0,
+            max: 9 * MS,
+        },
+        plain(),
+    );
+    let crashed: Vec<usize> = (0..20).map(|i| r.start + i * 7).collect();
+    for (k, &i) in crashed.iter().enumerate() {
+        sim.senders[i].crash_at = Some(300 * MS + k as u64 * 11 * MS);
+    }
+    sim.run_until(2_000 * MS);
+    (sim, crashed)
+}
+
 /// The same seed gives the same run, transition for transition.
 #[test]
 fn simulations_are_deterministic() {
-    let run = |seed| {
-        let mut sim = Sim::new(seed, config(), Wake::Tick(MS));
-        sim.add_senders(
-            0,
-            200,
-            INTERVAL,
-            Jitter::Extremes {
-                min: 0,
-                max: 9 * MS,
-            },
-            plain(),
-        );
-        for i in 0..20 {
-            sim.senders[i * 7].crash_at = Some(300 * MS + i as u64 * 11 * MS);
-        }
-        sim.run_until(2_000 * MS);
-        sim.events
-    };
+    let run = |seed| crashes_amid_lateness(seed).0.events;
     let a = run(99);
     assert!(a.len() >= 20, "enough happens to compare: {}", a.len());
     assert_eq!(a, run(99));
@@ -782,22 +788,7 @@ fn a_backlog_holds_judgement_while_the_rest_of_its_link_speaks() {
 /// from one episode to the next.
 #[test]
 fn crashes_amid_endless_lateness_are_judged_within_two_holds() {
-    let mut sim = Sim::new(5, config(), Wake::Tick(MS));
-    let r = sim.add_senders(
-        0,
-        200,
-        INTERVAL,
-        Jitter::Extremes {
-            min: 0,
-            max: 9 * MS,
-        },
-        plain(),
-    );
-    let crashed: Vec<usize> = (0..20).map(|i| r.start + i * 7).collect();
-    for (k, &i) in crashed.iter().enumerate() {
-        sim.senders[i].crash_at = Some(300 * MS + k as u64 * 11 * MS);
-    }
-    sim.run_until(2_000 * MS);
+    let (sim, crashed) = crashes_amid_lateness(5);
     let hold = vnf_fd::DEFAULT_MAX_HOLD.as_nanos() as u64;
     for &i in &crashed {
         let s = &sim.senders[i];
