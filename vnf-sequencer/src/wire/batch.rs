@@ -132,6 +132,31 @@ impl<'a> Packet<&'a [u8]> {
     }
 }
 
+/// Checks `buffer` as [`Packet::check`] does and returns its header and
+/// its entries, walking the entries once (a checked [`Packet`] and
+/// [`Packet::into_entries`] walk them twice): what a member does with
+/// every group frame.
+pub fn parse_checked(buffer: &[u8]) -> Result<(Repr, Entries<'_>), MsgError> {
+    check_len("batch", HEADER_LEN, buffer.len())?;
+    let r = Repr::parse(&Packet::new_unchecked(buffer));
+    if r.first.checked_add(u64::from(r.count)).is_none() {
+        return Err(MsgError::BadValue {
+            field: "first sequence number",
+            value: r.first,
+        });
+    }
+    let rest = &buffer[field::ENTRIES..];
+    let len = entries_len(rest, r.count)?;
+    Ok((
+        r,
+        Entries {
+            bytes: &rest[..len],
+            first: r.first,
+            count: r.count,
+        },
+    ))
+}
+
 /// Walks `count` entries at the front of `b`: their total length, or why
 /// they are malformed.
 fn entries_len(b: &[u8], count: u16) -> Result<usize, MsgError> {
@@ -385,6 +410,11 @@ mod tests {
         );
         assert_eq!(e[0].1, b"hi");
         assert_eq!((e[1].0.seq, e[1].0.mode, e[1].1), (11, None, &b""[..]));
+        // The one-walk parse reads the same.
+        let (r1, e1) = parse_checked(&BYTES[..]).unwrap();
+        assert_eq!(r1, r);
+        assert_eq!(e1.bytes_len(), BYTES.len() - HEADER_LEN);
+        assert_eq!(e1.collect::<Vec<_>>(), e);
     }
 
     #[test]
@@ -400,15 +430,25 @@ mod tests {
 
     #[test]
     fn malformed_is_an_error() {
-        assert!(Packet::new_checked(&BYTES[..65]).is_err());
+        let bad = |b: &[u8]| {
+            assert_eq!(
+                Packet::new_checked(b).is_err(),
+                parse_checked(b).is_err(),
+                "both parses agree"
+            );
+            Packet::new_checked(b).is_err()
+        };
+        assert!(bad(&BYTES[..65]));
+        assert!(bad(&BYTES[..HEADER_LEN - 1]));
         let mut b = BYTES;
         b[40] = 7; // undefined mode
-        assert!(Packet::new_checked(&b[..]).is_err());
+        assert!(bad(&b[..]));
         let mut b = BYTES;
         b[65] = 1; // a filler with a payload
-        assert!(Packet::new_checked(&b[..]).is_err());
+        assert!(bad(&b[..]));
         let mut b = BYTES;
         b[8..16].copy_from_slice(&u64::MAX.to_be_bytes());
-        assert!(Packet::new_checked(&b[..]).is_err(), "wraps");
+        assert!(bad(&b[..]), "wraps");
+        assert!(!bad(&BYTES[..]));
     }
 }

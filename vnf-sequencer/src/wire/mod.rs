@@ -210,12 +210,12 @@ impl<'a> Message<'a> {
                 Message::Data(r, p.into_payload())
             }
             MsgType::Batch => {
-                let p = batch::Packet::new_checked(payload)?;
-                Message::Batch(batch::Repr::parse(&p), p.into_entries())
+                let (r, e) = batch::parse_checked(payload)?;
+                Message::Batch(r, e)
             }
             MsgType::Repair => {
-                let p = batch::Packet::new_checked(payload)?;
-                Message::Repair(batch::Repr::parse(&p), p.into_entries())
+                let (r, e) = batch::parse_checked(payload)?;
+                Message::Repair(r, e)
             }
             MsgType::Nack => Message::Nack(nack::Repr::parse(&nack::Packet::new_checked(payload)?)),
             MsgType::TooOld => Message::TooOld(too_old::Repr::parse(
