@@ -135,6 +135,10 @@ pub struct SequencerArgs {
     /// only).
     #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "busy"])]
     pub poll: String,
+    /// Group frames from raw-frame backends (AF_XDP) with UDP checksum
+    /// zero (`vnf-sequencer --zero-udp-checksum`).
+    #[arg(long)]
+    pub zero_udp_checksum: bool,
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
@@ -682,6 +686,9 @@ fn run_net(
     if let Some(c) = args.core {
         cmd.args(["--core", &c.to_string()]);
     }
+    if args.zero_udp_checksum {
+        cmd.arg("--zero-udp-checksum");
+    }
     if args.rt_priority > 0 {
         cmd.args(["--rt-priority", &args.rt_priority.to_string()]);
     }
@@ -848,6 +855,7 @@ fn run_net(
     x.insert("poll".into(), json!(args.poll));
     x.insert("rt_priority".into(), json!(args.rt_priority));
     x.insert("multicast".into(), json!(multicast));
+    x.insert("zero_udp_checksum".into(), json!(args.zero_udp_checksum));
     x.insert(
         "coalesce_us".into(),
         json!(args.coalesce(receivers).as_micros() as u64),

@@ -93,6 +93,14 @@ struct Args {
     /// milliseconds (members notice a lost last frame by it).
     #[arg(long, default_value_t = 5)]
     heartbeat_ms: u64,
+    /// Send UDP checksum zero ("none", which IPv4 allows) on raw-frame
+    /// backends instead of filling it: for links that protect frames
+    /// themselves, or groups under --auth required. On a veth, members'
+    /// kernels then skip a software checksum of every copy they receive
+    /// (what a NIC verifies in hardware). Received checksums are still
+    /// checked.
+    #[arg(long)]
+    zero_udp_checksum: bool,
     /// Control socket path (JSON lines; ops: health, counters, epoch,
     /// group, add, remove, replace, session.add, session.remove).
     #[arg(long)]
@@ -188,8 +196,9 @@ fn run(args: Args) -> Result<()> {
         book = book.with_multicast(g);
     }
     let sessions = args.auth.sessions().map_err(anyhow::Error::msg)?;
-    let mut service =
-        SeqService::new(cfg, epoch, book, args.port, raw_frames).with_sessions(sessions);
+    let mut service = SeqService::new(cfg, epoch, book, args.port, raw_frames)
+        .with_sessions(sessions)
+        .with_zero_udp_checksums(args.zero_udp_checksum);
     let _control = match &args.control {
         Some(path) => {
             let (sock, inbox) = ControlSocket::bind(path)

@@ -325,8 +325,12 @@ pub struct SeqService {
     book: Book,
     clock: Clock,
     port: u16,
-    /// Fill UDP checksums (AF_XDP); the kernel does it on the UDP backend.
+    /// Check received UDP checksums and fill those sent (raw frames:
+    /// AF_XDP, DPDK); the kernel does both on the UDP backend.
     checksums: bool,
+    /// Send UDP checksum zero instead of filling it (raw frames only; see
+    /// [`SeqService::with_zero_udp_checksums`]).
+    zero_checksums: bool,
     inbox: Option<Inbox>,
     scratch: Vec<u8>,
     fanout: Option<Fanout>,
@@ -372,6 +376,7 @@ impl SeqService {
             clock,
             port,
             checksums,
+            zero_checksums: false,
             inbox: None,
             scratch: vec![0; cfg.max_frame.max(64)],
             fanout: None,
@@ -391,6 +396,21 @@ impl SeqService {
     /// and nothing tagged.
     pub fn with_sessions(mut self, sessions: Sessions) -> Self {
         self.sessions = sessions;
+        self
+    }
+
+    /// Sends every frame with UDP checksum zero ("no checksum", which
+    /// IPv4 allows) instead of filling it; received frames are still
+    /// checked. For links that protect frames themselves (Ethernet's CRC,
+    /// a veth that copies memory) or groups under `--auth required`
+    /// (every message carries a tag, a stronger check): a member's kernel
+    /// then skips the software checksum of every copy it receives, which
+    /// a NIC would verify in hardware but a veth leaves to each socket's
+    /// receive (fifty times per group frame with fifty members on one
+    /// host), and the sequencer skips the sum per frame. Raw-frame
+    /// backends only; the kernel fills checksums on the UDP backend.
+    pub fn with_zero_udp_checksums(mut self, zero: bool) -> Self {
+        self.zero_checksums = zero;
         self
     }
 
@@ -467,7 +487,7 @@ impl SeqService {
                     };
                     // Tagged once, before the sum every copy shares.
                     self.sessions.sign(&mut self.scratch[..tx.len]);
-                    let sum = if self.checksums {
+                    let sum = if self.checksums && !self.zero_checksums {
                         sum(&self.scratch[..tx.len])
                     } else {
                         0
@@ -503,7 +523,8 @@ impl SeqService {
                 };
                 let spec = self.book.spec(&m);
                 let payload = &self.scratch[..fan.len];
-                match write_frame(&mut f, &spec, payload, fan.sum, self.checksums) {
+                let fill = self.checksums && !self.zero_checksums;
+                match write_frame(&mut f, &spec, payload, fan.sum, fill) {
                     Some(_) => self.counters.tx_frames += 1,
                     None => {
                         let _ = f.set_len(0);
@@ -988,6 +1009,34 @@ mod tests {
         let sent = step(&mut svc, &mut io);
         assert_eq!(sent.len(), 1);
         assert_eq!(UdpFrame::parse(&sent[0][..]).unwrap().dst(), member(2).addr);
+    }
+
+    #[test]
+    fn with_zero_udp_checksums_frames_go_out_without_and_come_in_checked() {
+        let members = [member(1), member(2)];
+        let mut svc = service(&members).with_zero_udp_checksums(true);
+        let mut io = MemIo::new(MemConfig::default()).unwrap();
+        io.inject(&data_frame(&members[0], 1)).unwrap();
+        let sent = step(&mut svc, &mut io);
+        assert_eq!(sent.len(), 2, "one copy per member");
+        for f in &sent {
+            assert_eq!(&f[UDP_AT + 6..UDP_AT + 8], &[0, 0], "no UDP checksum");
+            let u = UdpFrame::parse(&f[..]).unwrap();
+            assert!(matches!(
+                Message::parse_nfv(u.payload()),
+                Ok((_, Message::Batch(..)))
+            ));
+        }
+        // What comes in is still checked: a payload bit flipped is
+        // refused, not stamped.
+        let mut bad = data_frame(&members[0], 2);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        io.inject(&bad).unwrap();
+        let before = svc.counters();
+        assert!(step(&mut svc, &mut io).is_empty());
+        assert_eq!(svc.counters().malformed, before.malformed + 1);
+        assert_eq!(svc.core().counters().stamped, 1);
     }
 
     #[test]
