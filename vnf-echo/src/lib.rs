@@ -18,9 +18,27 @@ use dataplane::io::Batch;
 use dataplane::wire::swap_udp_frame_addresses;
 
 /// Turns every UDP frame of `burst` around in place; drops the others.
+///
+/// One pass turns the frames around in place and notes, a bit per frame,
+/// those it leaves; only a burst with such a frame is compacted after it.
+/// (Compacting as it goes copied every kept descriptor and checked both
+/// indices, a fixed cost per frame even when all are kept.)
 #[inline]
 pub fn reflect(burst: &mut Batch) {
-    burst.retain_mut(|f| turn_around(f.data_mut()));
+    // Bit i: frame i is not a UDP frame to turn around. A batch holds at
+    // most MAX_BURST (64) frames, one bit each.
+    let mut left = 0u64;
+    for (i, mut f) in burst.iter_mut().enumerate() {
+        left |= u64::from(!turn_around(f.data_mut())) << (i % 64);
+    }
+    if left != 0 {
+        let mut i = 0;
+        burst.retain_mut(|_| {
+            let keep = left >> (i % 64) & 1 == 0;
+            i += 1;
+            keep
+        });
+    }
 }
 
 /// Turns one frame around in place: true when it is an Ethernet II frame
@@ -54,18 +72,22 @@ fn plain_udp(frame: &[u8]) -> bool {
         return false;
     };
     let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
-    // Ethertype IPv4; version 4 with a 20-byte header; the total length
-    // covers IPv4 and UDP headers and fits the frame; neither more
-    // fragments nor an offset; UDP; a UDP length that covers its header
-    // and fits the IPv4 payload.
+    let le32 = |at: usize| {
+        let w: [u8; 4] = h[at..at + 4].try_into().expect("4 bytes");
+        u64::from(u32::from_le_bytes(w))
+    };
+    // Fixed fields, read as little-endian words and masked: ethertype IPv4
+    // and version 4 with a 20-byte header (bytes 12..15); neither more
+    // fragments nor an offset, and UDP (bytes 20..24, TTL masked out).
+    // Then: the total length covers IPv4 and UDP headers and fits the
+    // frame; a UDP length that covers its header and fits the IPv4
+    // payload.
     let total = usize::from(be16(16));
     let udp_len = usize::from(be16(38));
-    if be16(12) != 0x0800
-        || h[14] != 0x45
+    if le32(12) & 0x00ff_ffff != 0x0045_0008
+        || le32(20) & 0xff00_ff3f != 0x1100_0000
         || total < 28
         || 14 + total > frame.len()
-        || be16(20) & 0x3fff != 0
-        || h[23] != 17
         || udp_len < 8
         || udp_len > total - 20
     {
@@ -74,13 +96,13 @@ fn plain_udp(frame: &[u8]) -> bool {
     // The header's one's-complement sum is all ones when its checksum is
     // right. That sum is the plain sum of its 16-bit words folded modulo
     // 0xffff (2^16 is 1 there) into 1..=0xffff, so it is all ones exactly
-    // when the plain sum is a nonzero multiple of 0xffff. Big-endian
-    // 32-bit words sum pairs of 16-bit words (2^16 again being 1), and a
-    // remainder by a constant is a multiply and a shift, not a division.
-    let mut acc = 0u64;
-    for w in h[14..34].chunks_exact(4) {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
+    // when the plain sum is a nonzero multiple of 0xffff. 32-bit words
+    // sum pairs of 16-bit words (2^16 again being 1), and a remainder by
+    // a constant is a multiply and a shift, not a division. The byte
+    // order does not matter (RFC 1071, 2.B): swapping the bytes of every
+    // word swaps those of the folded sum, and all ones stays all ones, so
+    // the words are read as they lie in memory, without a byte swap.
+    let acc = le32(14) + le32(18) + le32(22) + le32(26) + le32(30);
     acc != 0 && acc % 0xffff == 0
 }
 
