@@ -924,17 +924,7 @@ impl Coordinator {
             self.fresh.clear();
             return None;
         };
-        let first = self.fresh.pop_front()?;
-        let mut bytes = entry_len(&first, false);
-        let mut entries = vec![first];
-        while let Some(e) = self.fresh.front() {
-            let len = entry_len(e, false);
-            if bytes + len > self.cfg.max_packet_bytes || entries.len() >= usize::from(u16::MAX) {
-                break;
-            }
-            bytes += len;
-            entries.push(self.fresh.pop_front().expect("front exists"));
-        }
+        let entries = take_packet(&mut self.fresh, self.cfg.max_packet_bytes)?;
         Some(Transmit {
             dest: Dest::Acceptors,
             msg: Message::Accept(accept::Repr {
@@ -949,17 +939,7 @@ impl Coordinator {
     /// subscribed client: instances it learned decided, as many to a
     /// message as fit in `max_packet_bytes` (at least one).
     fn poll_announce(&mut self) -> Option<Transmit> {
-        let first = self.announce.pop_front()?;
-        let mut bytes = entry_len(&first, false);
-        let mut entries = vec![first];
-        while let Some(e) = self.announce.front() {
-            let len = entry_len(e, false);
-            if bytes + len > self.cfg.max_packet_bytes || entries.len() >= usize::from(u16::MAX) {
-                break;
-            }
-            bytes += len;
-            entries.push(self.announce.pop_front().expect("front exists"));
-        }
+        let entries = take_packet(&mut self.announce, self.cfg.max_packet_bytes)?;
         Some(Transmit {
             dest: Dest::Learners,
             msg: Message::Decided(decided::Repr { entries }),
@@ -1086,6 +1066,24 @@ fn covers(ranges: &mut [(Instance, Instance)], from: Instance) -> bool {
         }
     }
     false
+}
+
+/// Takes entries off the front of `queue` for one packet: as many as fit
+/// in `max_bytes` (at least one; at most a `u16` count); `None` when the
+/// queue is empty.
+fn take_packet(queue: &mut VecDeque<Entry>, max_bytes: usize) -> Option<Vec<Entry>> {
+    let first = queue.pop_front()?;
+    let mut bytes = entry_len(&first, false);
+    let mut entries = vec![first];
+    while let Some(e) = queue.front() {
+        let len = entry_len(e, false);
+        if bytes + len > max_bytes || entries.len() >= usize::from(u16::MAX) {
+            break;
+        }
+        bytes += len;
+        entries.push(queue.pop_front().expect("front exists"));
+    }
+    Some(entries)
 }
 
 #[cfg(test)]
