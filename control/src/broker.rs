@@ -198,20 +198,7 @@ impl VnfConn {
                 "VNF closed the socket",
             )));
         }
-        let mut reply: Value = serde_json::from_str(&line)?;
-        if reply["ok"] == true {
-            Ok(reply
-                .get_mut("result")
-                .map(Value::take)
-                .unwrap_or(Value::Null))
-        } else {
-            Err(CallError::Refused(
-                reply["error"]
-                    .as_str()
-                    .unwrap_or("unknown error")
-                    .to_owned(),
-            ))
-        }
+        dataplane::control::reply_result(serde_json::from_str(&line)?)
     }
 
     /// Whether this connection can carry another call: the VNF has not

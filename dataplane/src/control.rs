@@ -287,6 +287,24 @@ pub enum CallError {
     Refused(String),
 }
 
+/// A reply's `result` when it says `"ok": true`, else its `error` as
+/// [`CallError::Refused`]: how every client of a control socket reads one.
+pub fn reply_result(mut reply: Value) -> Result<Value, CallError> {
+    if reply["ok"] == true {
+        Ok(reply
+            .get_mut("result")
+            .map(Value::take)
+            .unwrap_or(Value::Null))
+    } else {
+        Err(CallError::Refused(
+            reply["error"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_owned(),
+        ))
+    }
+}
+
 /// A client connection to a VNF's control socket.
 #[derive(Debug)]
 pub struct ControlClient {
@@ -309,17 +327,7 @@ impl ControlClient {
         let mut line = request.to_string();
         line.push('\n');
         self.out.write_all(line.as_bytes())?;
-        let reply = self.read()?;
-        if reply["ok"] == true {
-            Ok(reply.get("result").cloned().unwrap_or(Value::Null))
-        } else {
-            Err(CallError::Refused(
-                reply["error"]
-                    .as_str()
-                    .unwrap_or("unknown error")
-                    .to_owned(),
-            ))
-        }
+        reply_result(self.read()?)
     }
 
     /// Turns this connection into an event stream; then use
@@ -367,6 +375,20 @@ pub fn call(path: &Path, request: &Value) -> Result<Value, CallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_become_results_or_refusals() {
+        let ok = reply_result(serde_json::json!({"ok": true, "result": {"n": 3}})).unwrap();
+        assert_eq!(ok, serde_json::json!({"n": 3}));
+        assert_eq!(
+            reply_result(serde_json::json!({"ok": true})).unwrap(),
+            Value::Null
+        );
+        let refused = reply_result(serde_json::json!({"ok": false, "error": "no such op"}));
+        assert!(matches!(refused, Err(CallError::Refused(e)) if e == "no such op"));
+        let bare = reply_result(serde_json::json!({"result": 1}));
+        assert!(matches!(bare, Err(CallError::Refused(e)) if e == "unknown error"));
+    }
 
     fn socket_path(tag: &str) -> PathBuf {
         std::env::temp_dir().join(format!("nfv-ctl-{}-{tag}.sock", std::process::id()))
