@@ -50,10 +50,7 @@ fn a_crashed_process_is_suspected_within_its_bound() {
         ),
     ];
     for (seed, (jitter, wake)) in cases.into_iter().enumerate() {
-        let tick = match wake {
-            Wake::Exact => 0,
-            Wake::Tick(p) => p,
-        };
+        let tick = wake.lateness();
         let mut sim = Sim::new(seed as u64, config(), wake);
         sim.add_senders(0, 1000, INTERVAL, jitter, plain());
         let mut crashed = Vec::new();
@@ -626,7 +623,7 @@ fn a_stalled_path_holds_judgement_until_it_speaks_again() {
         expected.push(crashed_beside);
         expected.sort();
         assert_eq!(suspected, expected, "exactly the crashed ({wake:?})");
-        let tick = if let Wake::Tick(p) = wake { p } else { 0 };
+        let tick = wake.lateness();
         for &i in &crashed_in_stall {
             let [e] = sim.events_of(sim.senders[i].id)[..] else {
                 panic!("one transition")
@@ -768,7 +765,7 @@ fn a_backlog_holds_judgement_while_the_rest_of_its_link_speaks() {
             panic!("only the crashed one ({wake:?}): {:?}", sim.events)
         };
         assert_eq!(e.process, s.id);
-        let tick = if let Wake::Tick(p) = wake { p } else { 0 };
+        let tick = wake.lateness();
         let at = e.at.as_nanos();
         assert!(
             at <= to + INTERVAL + MARGIN + MS + tick,

@@ -87,6 +87,16 @@ pub enum Wake {
     Tick(u64),
 }
 
+impl Wake {
+    /// How late past a deadline the shell may serve it.
+    pub fn lateness(self) -> u64 {
+        match self {
+            Wake::Exact => 0,
+            Wake::Tick(p) => p,
+        }
+    }
+}
+
 /// One simulated process.
 #[derive(Debug, Clone)]
 pub struct Sender {
