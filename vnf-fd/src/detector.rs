@@ -274,10 +274,10 @@ struct Silence {
     /// When fewer than a crowd were still overdue after that: the queues
     /// on the way had caught up.
     settled: Option<u64>,
-    /// Whether a crowd was seen overdue after the link spoke again.
-    catching_up: bool,
-    /// When a crowd was last seen overdue.
-    crowd_seen: u64,
+    /// When a crowd was last seen overdue after the link spoke again
+    /// (from the start, for an episode begun by a crowd on a speaking
+    /// link): what was stuck on the way is still coming through.
+    crowd_seen: Option<u64>,
 }
 
 /// What to do with the processes of one link whose deadlines passed.
@@ -1118,8 +1118,9 @@ impl Detector {
     /// that crashed meanwhile is suspected at that point. A crowd of eight
     /// overdue at once holds judgement the same way even while the link
     /// speaks (part of its traffic is stuck on the way); a process held by
-    /// an episode that is over is not held again (see the crate docs). If the link stays silent for `max_hold`,
-    /// its processes are judged as usual: a whole host that died is
+    /// an episode that is over is not held again (see the crate docs). If
+    /// the link stays silent for `max_hold`, its processes are judged as
+    /// usual: a whole host that died is
     /// suspected that much later than one process would be. Processes that
     /// are heard stay `Correct` throughout; a link going down still makes
     /// its processes `Unreachable` at once.
@@ -1198,25 +1199,19 @@ impl Detector {
             }
             Some(mut s) if !shared => {
                 let r = *s.resumed.get_or_insert(first_after);
-                if s.settled.is_none()
-                    && overdue >= SHARED_CROWD
-                    && t.saturating_sub(s.noticed) < max_hold
-                {
+                if s.settled.is_none() && crowd && t.saturating_sub(s.noticed) < max_hold {
                     // Speaking again, but a crowd is still overdue: what
                     // queued up on the way is still coming through.
-                    s.catching_up = true;
-                    s.crowd_seen = t;
+                    s.crowd_seen = Some(t);
                     l.silence = Some(s);
                     return Verdict::HoldUntil(t.saturating_add(RECHECK_NS));
                 }
                 // Caught up by the next look after the crowd was last seen
                 // (no later: nothing may have been due to look sooner), or
                 // when it spoke again if no crowd was seen waiting after.
-                let caught_up = if s.catching_up {
-                    t.min(s.crowd_seen.saturating_add(RECHECK_NS))
-                } else {
-                    r
-                };
+                let caught_up = s
+                    .crowd_seen
+                    .map_or(r, |c| t.min(c.saturating_add(RECHECK_NS)));
                 let settled = *s.settled.get_or_insert(caught_up);
                 l.silence = Some(s);
                 Verdict::Resumed(r, settled)
@@ -1227,8 +1222,7 @@ impl Detector {
                     noticed: t,
                     resumed: None,
                     settled: None,
-                    catching_up: false,
-                    crowd_seen: t,
+                    crowd_seen: None,
                 });
                 counters.shared_silences += 1;
                 Verdict::HoldUntil(t.saturating_add(RECHECK_NS))
@@ -1243,8 +1237,7 @@ impl Detector {
                     noticed: t,
                     resumed: Some(t),
                     settled: None,
-                    catching_up: true,
-                    crowd_seen: t,
+                    crowd_seen: Some(t),
                 });
                 counters.shared_silences += 1;
                 Verdict::HoldUntil(t.saturating_add(RECHECK_NS))
