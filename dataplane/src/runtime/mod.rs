@@ -117,6 +117,18 @@ pub enum PollPolicy {
     Adaptive {
         /// Empty polls before waiting.
         spins: u32,
+        /// Zero (the default): `spins` alone decides. Else, while the
+        /// pauses in the input last no longer than this, each is polled
+        /// through for up to this long (yielding the core at every poll
+        /// to any thread that wants it) before waiting; after a longer
+        /// pause, `spins` decides until a short one comes again. A count of polls lasts very different
+        /// times on different backends (an empty AF_XDP poll reads a few
+        /// ring indexes, an empty kernel-UDP poll is a system call), and a
+        /// VNF in a closed loop (its answer comes back within tens of
+        /// microseconds) pays a sleep and a wake-up per round trip when
+        /// the count runs out first; a time spins alike on every backend,
+        /// and only through the gaps it catches.
+        spin_for: Duration,
         /// Longest single wait.
         wait: Duration,
     },
@@ -139,12 +151,26 @@ impl PollPolicy {
     pub const PACED: PollPolicy = PollPolicy::Paced {
         every: Duration::from_micros(500),
     };
+
+    /// This policy, adaptive ones spinning for at least `t` before they
+    /// wait (see [`PollPolicy::Adaptive`]); other policies unchanged.
+    pub fn spinning_for(self, t: Duration) -> Self {
+        match self {
+            PollPolicy::Adaptive { spins, wait, .. } => PollPolicy::Adaptive {
+                spins,
+                spin_for: t,
+                wait,
+            },
+            other => other,
+        }
+    }
 }
 
 impl Default for PollPolicy {
     fn default() -> Self {
         PollPolicy::Adaptive {
             spins: 256,
+            spin_for: Duration::ZERO,
             wait: Duration::from_millis(10),
         }
     }
@@ -157,6 +183,16 @@ impl std::str::FromStr for PollPolicy {
         match s {
             "busy" => Ok(PollPolicy::Busy),
             "adaptive" => Ok(PollPolicy::default()),
+            other if other.starts_with("adaptive:") => {
+                match other["adaptive:".len()..].parse::<u64>() {
+                    Ok(us @ 1..=100_000) => {
+                        Ok(PollPolicy::default().spinning_for(Duration::from_micros(us)))
+                    }
+                    _ => Err(format!(
+                        "{other:?}: the spin time is microseconds from 1 to 100000 (adaptive:100)"
+                    )),
+                }
+            }
             "paced" => Ok(PollPolicy::PACED),
             other => match other.strip_prefix("paced:") {
                 Some(us) => match us.parse::<u64>() {
@@ -175,20 +211,78 @@ impl std::str::FromStr for PollPolicy {
     }
 }
 
+/// Empty polls between two clock reads of an adaptive policy with a spin
+/// time: the clock is not read at every poll (a few tens of nanoseconds,
+/// as much as an empty AF_XDP poll itself).
+const SPIN_CLOCK_EVERY: u32 = 16;
+
 /// Tracks empty polls and applies the policy.
 #[derive(Debug)]
 struct Idle {
     policy: PollPolicy,
     empty: u32,
+    /// Adaptive with a spin time: when this pause in the input started,
+    /// as of the first clock read (the [`SPIN_CLOCK_EVERY`]th empty poll).
+    idle_since: Option<Instant>,
+    /// Adaptive with a spin time: the last pause was no longer than it,
+    /// so this one is spun through (else the pauses are long, a spin would
+    /// only take the core from others, and `spins` alone decides).
+    spin: bool,
+    /// This spin is over: wait at every empty poll until traffic comes.
+    spun: bool,
 }
 
 impl Idle {
     fn new(policy: PollPolicy) -> Self {
-        Self { policy, empty: 0 }
+        Self {
+            policy,
+            empty: 0,
+            idle_since: None,
+            spin: true,
+            spun: false,
+        }
+    }
+
+    /// The spin time of an adaptive policy (zero: none).
+    fn spin_for(&self) -> Duration {
+        match self.policy {
+            PollPolicy::Adaptive { spin_for, .. } => spin_for,
+            _ => Duration::ZERO,
+        }
     }
 
     fn busy(&mut self) {
+        if self.empty > 0 {
+            // A pause ended: shorter than a spin (or too short to have
+            // been timed), the next one is spun through.
+            let spin_for = self.spin_for();
+            self.spin = self.idle_since.is_none_or(|t| t.elapsed() <= spin_for);
+        }
         self.empty = 0;
+        self.idle_since = None;
+        self.spun = false;
+    }
+
+    /// Whether an adaptive policy has polled enough and waits now; with a
+    /// spin time, reads the clock at every [`SPIN_CLOCK_EVERY`]th call.
+    fn done_spinning(&mut self, spins: u32, spin_for: Duration) -> bool {
+        if spin_for.is_zero() {
+            return self.empty > spins;
+        }
+        if self.spun {
+            return true;
+        }
+        if self.empty % SPIN_CLOCK_EVERY == 0 {
+            let now = Instant::now();
+            let since = *self.idle_since.get_or_insert(now);
+            self.spun = self.spin && now.duration_since(since) >= spin_for;
+        }
+        let wait = self.spun || (!self.spin && self.empty > spins);
+        if wait && self.idle_since.is_none() {
+            // A pause waited through is timed, however few polls it took.
+            self.idle_since = Some(Instant::now());
+        }
+        wait
     }
 
     /// Called after an empty poll; `wait` blocks for at most the given time,
@@ -200,13 +294,23 @@ impl Idle {
     ) -> Result<(), IoError> {
         match self.policy {
             PollPolicy::Busy => std::hint::spin_loop(),
-            PollPolicy::Adaptive { spins, wait: max } => {
+            PollPolicy::Adaptive {
+                spins,
+                spin_for,
+                wait: max,
+            } => {
                 self.empty = self.empty.saturating_add(1);
-                if self.empty > spins {
+                if self.done_spinning(spins, spin_for) {
                     let max = until.map_or(max, |t| {
                         max.min(t.saturating_duration_since(Instant::now()))
                     });
                     wait(max)?;
+                } else if !spin_for.is_zero() && self.spin {
+                    // Spinning for a time, maybe hundreds of
+                    // microseconds: a thread that wants this core (on a
+                    // small host, the very process whose answer we wait
+                    // for) goes first.
+                    std::thread::yield_now();
                 } else {
                     std::hint::spin_loop();
                 }
@@ -520,6 +624,14 @@ mod tests {
         ));
         assert_eq!("paced".parse::<PollPolicy>().unwrap(), PollPolicy::PACED);
         assert_eq!(
+            "adaptive:150".parse::<PollPolicy>().unwrap(),
+            PollPolicy::default().spinning_for(Duration::from_micros(150))
+        );
+        assert_eq!(
+            PollPolicy::Busy.spinning_for(Duration::from_micros(150)),
+            PollPolicy::Busy
+        );
+        assert_eq!(
             "paced:250".parse::<PollPolicy>().unwrap(),
             PollPolicy::Paced {
                 every: Duration::from_micros(250)
@@ -531,6 +643,9 @@ mod tests {
             "paced:0",
             "paced:100001",
             "paced:-5",
+            "adaptive:",
+            "adaptive:0",
+            "adaptive:100001",
             "paced:1ms",
         ] {
             assert!(bad.parse::<PollPolicy>().is_err(), "{bad}");
@@ -576,9 +691,51 @@ mod tests {
     }
 
     #[test]
+    fn adaptive_policy_with_a_spin_time_spins_through_short_pauses_only() {
+        let spin_for = Duration::from_millis(20);
+        let mut idle = Idle::new(PollPolicy::Adaptive {
+            spins: 4,
+            spin_for,
+            wait: Duration::from_millis(1),
+        });
+        // Polls until the policy waits; how many, and for how long.
+        let pause = |idle: &mut Idle| {
+            let t = Instant::now();
+            let mut polls = 0u32;
+            let mut waited = false;
+            while !waited {
+                polls += 1;
+                idle.idle(None, |_| {
+                    waited = true;
+                    Ok(())
+                })
+                .unwrap();
+            }
+            (polls, t.elapsed())
+        };
+        // The first pause is spun through for the time, not the count.
+        let (polls, took) = pause(&mut idle);
+        assert!(took >= spin_for && polls > 4, "{polls} polls, {took:?}");
+        // Once the spin is over, every empty poll waits.
+        idle.idle(None, |_| Err(IoError::ForeignBatch)).unwrap_err();
+        // That pause was longer than a spin: the next one waits after the
+        // count of polls.
+        idle.busy();
+        assert_eq!(pause(&mut idle).0, 5);
+        // A short pause (traffic again after a few polls) brings the spin
+        // back.
+        idle.busy();
+        idle.idle(None, |_| panic!("polls first")).unwrap();
+        idle.busy();
+        let (polls, took) = pause(&mut idle);
+        assert!(took >= spin_for && polls > 4, "{polls} polls, {took:?}");
+    }
+
+    #[test]
     fn adaptive_policy_waits_after_spinning() {
         let mut idle = Idle::new(PollPolicy::Adaptive {
             spins: 3,
+            spin_for: Duration::ZERO,
             wait: Duration::from_millis(1),
         });
         let mut waits = 0;
