@@ -72,10 +72,12 @@ pub struct DataplaneArgs {
     /// First core to pin workers to; none: do not pin.
     #[arg(long)]
     pub core: Option<usize>,
-    /// Polling policy: `adaptive` (spin, then wait on the socket), `busy`
-    /// (spin only: a dedicated core), or `paced[:MICROSECONDS]` (sleep that
-    /// long after an empty poll, then read the backlog; default 500: for
-    /// millisecond deadlines at a fraction of a core).
+    /// Polling policy: `adaptive[:MICROSECONDS]` (spin, then wait on the
+    /// socket; with a time, short pauses in the input are spun through for
+    /// up to that long, see `PollPolicy::Adaptive`), `busy` (spin only: a
+    /// dedicated core), or `paced[:MICROSECONDS]` (sleep that long after
+    /// an empty poll, then read the backlog; default 500: for millisecond
+    /// deadlines at a fraction of a core).
     #[arg(long, default_value = "adaptive")]
     pub poll: PollPolicy,
     /// Frames per burst.

@@ -204,7 +204,7 @@ impl std::str::FromStr for PollPolicy {
                     )),
                 },
                 None => Err(format!(
-                    "unknown poll policy {other:?}: expected busy, adaptive, paced or paced:<microseconds>"
+                    "unknown poll policy {other:?}: expected busy, adaptive, adaptive:<microseconds>, paced or paced:<microseconds>"
                 )),
             },
         }
