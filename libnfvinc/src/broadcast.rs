@@ -763,6 +763,27 @@ impl Broadcast {
         }
     }
 
+    /// Waits, up to `timeout`, until the send window has room, so that a
+    /// send right after does not wait (as long as no other thread sends on
+    /// this handle meanwhile). For senders that stamp a time into their
+    /// messages, or build them, only once they can go.
+    pub fn wait_for_room(&self, timeout: Duration) -> Result<(), BroadcastError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock()?;
+        loop {
+            if st.error.is_some() {
+                return Err(BroadcastError::Closed);
+            }
+            if st.member.can_send() {
+                return Ok(());
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Err(BroadcastError::WindowFull(timeout));
+            };
+            st = self.shared.wait(st, left)?;
+        }
+    }
+
     /// The next delivery, waiting up to `timeout`; `None` when none came.
     pub fn recv(&self, timeout: Duration) -> Result<Option<Received>, BroadcastError> {
         let deadline = Instant::now() + timeout;
@@ -1114,6 +1135,26 @@ mod tests {
         // 128 bytes a message (NFVinc and Data headers, payload): 11 per
         // datagram.
         assert!(datagrams <= 4, "{datagrams} datagrams for 40 messages");
+    }
+
+    #[test]
+    fn waiting_for_room_returns_at_once_until_the_window_is_full() {
+        let (_seq, a) = member_of_a_silent_sequencer();
+        let short = Duration::from_millis(50);
+        a.wait_for_room(short).unwrap();
+        // A silent sequencer stamps nothing: a window's worth fills it.
+        let batch = vec![[7u8; 16]; 64];
+        assert_eq!(a.send_batch(Mode::Atomic, &batch, short).unwrap(), 64);
+        let t = Instant::now();
+        assert!(matches!(
+            a.wait_for_room(short),
+            Err(BroadcastError::WindowFull(_))
+        ));
+        assert!(t.elapsed() >= short);
+        assert!(matches!(
+            a.send(Mode::Atomic, &[1], Duration::ZERO),
+            Err(BroadcastError::WindowFull(_))
+        ));
     }
 
     #[test]

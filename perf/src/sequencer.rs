@@ -12,9 +12,10 @@
 //!
 //! * `msgs_per_s`: messages delivered per second at *every* member (the
 //!   slowest member's count);
-//! * `latency_ns`: send-to-deliver, from the send time in the payload to
-//!   the delivery at each member, over all members (every 32nd message by
-//!   global sequence number: [`LATENCY_SAMPLE`]);
+//! * `latency_ns`: send-to-deliver, from the send time in the payload
+//!   (taken once the sender's window has room, so that the wait for it is
+//!   not counted) to the delivery at each member, over all members (every
+//!   32nd message by global sequence number: [`LATENCY_SAMPLE`]);
 //! * `order_ok`: once the senders stop and the members have caught up,
 //!   every member delivered the same sequence (same count and the same
 //!   digest of `(seq, sender, sender_seq)` in delivery order) and lost
@@ -723,6 +724,15 @@ fn run_net(
                     flow_pauses.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(FLOW_PAUSE);
                     continue;
+                }
+                // The send time is taken once the window has room: a
+                // closed-loop sender is always waiting for it, and a time
+                // taken before that wait would add it (up to a round trip)
+                // to the send-to-deliver latency.
+                match h.wait_for_room(Duration::from_millis(500)) {
+                    Ok(()) => {}
+                    Err(libnfvinc::broadcast::BroadcastError::WindowFull(_)) => continue,
+                    Err(e) => return Err(e.into()),
                 }
                 let now = dataplane::time::monotonic_nanos().to_be_bytes();
                 for p in &mut batch {

@@ -145,6 +145,12 @@ impl Member {
         self.tx.outstanding()
     }
 
+    /// Whether [`Member::send`] would take a message now (of at most
+    /// [`Member::max_payload`] bytes): the send window is not full.
+    pub fn can_send(&self) -> bool {
+        self.tx.has_room()
+    }
+
     /// The largest payload [`Member::send`] takes.
     pub fn max_payload(&self) -> usize {
         self.max_payload

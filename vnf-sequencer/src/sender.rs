@@ -91,6 +91,11 @@ impl Outbox {
     }
 
     /// Messages not yet delivered back.
+    /// Whether [`Outbox::send`] would take a message now.
+    pub fn has_room(&self) -> bool {
+        !self.stable.beyond(self.next_q)
+    }
+
     pub fn outstanding(&self) -> usize {
         self.slots.iter().filter(|o| o.q != 0).count()
     }
