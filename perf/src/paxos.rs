@@ -233,7 +233,7 @@ fn acceptor_rate(
     let value = PaxosValue::batch(vec![Command {
         client: ClientId(7),
         seq: 1,
-        payload: Arc::from(&[0xabu8; 16][..]),
+        payload: (&[0xabu8; 16][..]).into(),
     }]);
     // One template; its instance numbers are rewritten in place, so the
     // loop builds nothing but what the acceptor itself does.
