@@ -582,8 +582,9 @@ fn multicast_socket(group: SocketAddrV4, iface: std::net::Ipv4Addr) -> io::Resul
 /// a busy core (a frame lost is a NACK and a repair, and a member that
 /// falls a window behind drops everything newer until repaired). Past
 /// `net.core.rmem_max` when the process may (`SO_RCVBUFFORCE`, with
-/// `CAP_NET_ADMIN`), else up to it. Best effort.
-fn grow_rcvbuf(socket: &UdpSocket, bytes: libc::c_int) {
+/// `CAP_NET_ADMIN`), else up to it. Best effort. The consensus handle
+/// uses it too.
+pub(crate) fn grow_rcvbuf(socket: &UdpSocket, bytes: libc::c_int) {
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
         // SAFETY: a valid socket and a c_int option value of the right
         // size.

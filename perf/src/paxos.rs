@@ -83,9 +83,15 @@ pub struct PaxosArgs {
     /// (milliseconds here): 512 held both backends near 512 values per
     /// sync, whatever the path cost, so the default keeps enough in flight
     /// for the batches to fill (70 values of 16 bytes an instance) and
-    /// the processes, not the sync, to set the rate; `--in-flight 1`
-    /// measures the unloaded latency.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    /// the processes, not the sync, to set the rate. 4,096 did not: a
+    /// third of the host's CPU time stayed idle and the rate still grew
+    /// with the window (on this 2-vCPU host, afxdp 1,024: 0.62 M/s at
+    /// 1.6 ms p50; 4,096: 0.76 M/s at 5 ms; 16,384: 0.92 M/s at 18 ms,
+    /// where it levels off: 32,768 gave no more). 16,384 values are 234
+    /// full instances, inside the leader's window of 256. `--in-flight 1`
+    /// measures the unloaded latency, and the latency at a lighter load
+    /// is a smaller `--in-flight` away.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub in_flight: u32,
     /// Bytes per client value.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1400))]
@@ -233,7 +239,7 @@ fn acceptor_rate(
     let value = PaxosValue::batch(vec![Command {
         client: ClientId(7),
         seq: 1,
-        payload: Arc::from(&[0xabu8; 16][..]),
+        payload: (&[0xabu8; 16][..]).into(),
     }]);
     // One template; its instance numbers are rewritten in place, so the
     // loop builds nothing but what the acceptor itself does.

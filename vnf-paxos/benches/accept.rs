@@ -10,7 +10,6 @@
 //! CPU time (on a shared machine the second says what a core does).
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vnf_paxos::wire::{Message, accept, value::Entry};
@@ -62,7 +61,7 @@ fn rate(per_msg: u64) -> (f64, f64, f64) {
     let value = Value::batch(vec![Command {
         client: ClientId(7),
         seq: 1,
-        payload: Arc::from(&[0xabu8; 16][..]),
+        payload: (&[0xabu8; 16][..]).into(),
     }]);
     let mut frame = frame(ballot, per_msg, &value);
     let hdr = dataplane::wire::nfvinc::HEADER_LEN;

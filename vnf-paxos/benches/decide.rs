@@ -17,7 +17,6 @@
 
 use std::collections::VecDeque;
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vnf_paxos::wire::Message;
@@ -161,7 +160,7 @@ impl Group {
 /// One trial: decisions/s, instances/s, messages/s.
 fn trial(batched: bool, wire: bool) -> (f64, f64, f64) {
     let mut g = Group::new(batched, wire);
-    let payload: Arc<[u8]> = Arc::from(vec![7u8; PAYLOAD]);
+    let payload = vnf_paxos::Payload::from(vec![7u8; PAYLOAD]);
     let mut seq = 0;
     let start = Instant::now();
     let (d0, i0, m0) = (g.delivered, g.instances, g.messages);

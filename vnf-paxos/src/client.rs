@@ -22,13 +22,12 @@
 //! `Request`, sent at once and answered by its own `Reply`.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use crate::config::ClientConfig;
 use crate::transmit::{Dest, Transmit};
 use crate::wire::value::command_cost;
 use crate::wire::{Message, replies, reply, request, submit};
-use crate::{ClientId, Command, Instance, NodeId, Time};
+use crate::{ClientId, Command, Instance, NodeId, Payload, Time};
 
 /// What became of a submitted command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +41,7 @@ pub struct Committed {
 
 #[derive(Debug)]
 struct Outstanding {
-    payload: Arc<[u8]>,
+    payload: Payload,
     /// When it was last sent; `None` while queued (never sent).
     sent_at: Option<Time>,
 }
@@ -178,7 +177,7 @@ impl Client {
     /// Submits a command; returns its sequence number. It is sent at once
     /// unless the client coalesces and has commands awaiting an answer
     /// (see the module docs).
-    pub fn submit(&mut self, now: Time, payload: impl Into<Arc<[u8]>>) -> u64 {
+    pub fn submit(&mut self, now: Time, payload: impl Into<Payload>) -> u64 {
         let idle = self.sent == 0;
         let seq = self.queue(payload);
         if !self.cfg.coalesce || idle {
@@ -191,7 +190,7 @@ impl Client {
     /// [`Client::flush`], or the next answer, sends it: a caller with a
     /// burst of commands queues them all and flushes once, so that they
     /// leave together even when nothing else is in flight.
-    pub fn queue(&mut self, payload: impl Into<Arc<[u8]>>) -> u64 {
+    pub fn queue(&mut self, payload: impl Into<Payload>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.outstanding.push(
@@ -544,7 +543,7 @@ mod tests {
     fn the_ring_clips_ranges_and_compacts_from_the_front() {
         let mut r = Ring::default();
         let o = || Outstanding {
-            payload: Arc::from(&b""[..]),
+            payload: (&b""[..]).into(),
             sent_at: None,
         };
         for seq in 5..10 {

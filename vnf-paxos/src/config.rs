@@ -177,7 +177,6 @@ mod tests {
     use crate::wire::value::Entry;
     use crate::wire::{Message, accept, promise};
     use crate::{AcceptorId, Ballot, ClientId, Command, Value};
-    use std::sync::Arc;
 
     #[test]
     fn the_largest_default_value_fits_an_mtu_in_every_message() {
@@ -187,7 +186,7 @@ mod tests {
         let value = Value::batch(vec![Command {
             client: ClientId(1),
             seq: 1,
-            payload: Arc::from(vec![7u8; payload]),
+            payload: vec![7u8; payload].into(),
         }]);
         assert_eq!(value.wire_len(), 4 + MAX_VALUE_BYTES);
         let entry = Entry {

@@ -463,4 +463,4 @@ pub use coordinator::{Coordinator, Counters as CoordinatorCounters};
 pub use learner::{Delivery, Learner};
 pub use time::Time;
 pub use transmit::{Dest, Transmit};
-pub use types::{AcceptorId, Ballot, ClientId, Command, Instance, NodeId, Value};
+pub use types::{AcceptorId, Ballot, ClientId, Command, Instance, NodeId, Payload, Value};

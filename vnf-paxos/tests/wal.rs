@@ -4,7 +4,6 @@
 //! votes.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use vnf_paxos::wal::{Wal, decode_records, encode_record};
@@ -48,7 +47,7 @@ fn value(n: u64) -> Value {
     Value::batch(vec![Command {
         client: ClientId(9),
         seq: n,
-        payload: Arc::from(format!("payload {n}").into_bytes()),
+        payload: format!("payload {n}").into_bytes().into(),
     }])
 }
 

@@ -1,8 +1,6 @@
 //! The message formats against arbitrary input: never a panic, and every
 //! well-formed message survives a round trip.
 
-use std::sync::Arc;
-
 use dataplane::wire::nfvinc::HEADER_LEN;
 use proptest::prelude::*;
 use vnf_paxos::wire::value::Entry;
@@ -29,7 +27,7 @@ fn command() -> impl Strategy<Value = Command> {
         .prop_map(|(c, seq, p)| Command {
             client: ClientId(c),
             seq,
-            payload: Arc::from(p),
+            payload: p.into(),
         })
 }
 

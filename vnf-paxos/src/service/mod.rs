@@ -788,7 +788,6 @@ mod tests {
     use dataplane::runtime::emit_into;
     use dataplane::wire::{FrameSpec, write_udp_frame};
     use std::net::Ipv4Addr;
-    use std::sync::Arc;
 
     fn at(a: u8, b: u8) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::new(10, 0, a, b), DEFAULT_PORT)
@@ -939,7 +938,7 @@ mod tests {
             command: Command {
                 client: ClientId(42),
                 seq: 1,
-                payload: Arc::from(&b"set x"[..]),
+                payload: (&b"set x"[..]).into(),
             },
         });
         let req = frame(CLIENT, at(1, 1), &request);
@@ -1020,7 +1019,7 @@ mod tests {
                 command: Command {
                     client: ClientId(client),
                     seq: 1,
-                    payload: Arc::from(&b"set x"[..]),
+                    payload: (&b"set x"[..]).into(),
                 },
             })
         };
@@ -1113,7 +1112,7 @@ mod tests {
             command: Command {
                 client: ClientId(1),
                 seq: 1,
-                payload: Arc::from(&b"x"[..]),
+                payload: (&b"x"[..]).into(),
             },
         })
     }

@@ -338,13 +338,12 @@ mod tests {
     use super::value::Entry;
     use super::*;
     use crate::{Ballot, ClientId, Command, NodeId, Value};
-    use std::sync::Arc;
 
     fn value() -> Value {
         Value::batch(vec![Command {
             client: ClientId(5),
             seq: 6,
-            payload: Arc::from(&b"set x 1"[..]),
+            payload: (&b"set x 1"[..]).into(),
         }])
     }
 

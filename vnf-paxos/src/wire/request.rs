@@ -9,8 +9,6 @@
 //! | 18 | 6 | reserved |
 //! | 24 | … | payload |
 
-use std::sync::Arc;
-
 use super::{Field, MsgError, check_len, check_room, get_u16, get_u64};
 use crate::{ClientId, Command};
 
@@ -78,7 +76,7 @@ impl Repr {
             command: Command {
                 client: p.client(),
                 seq: p.seq(),
-                payload: Arc::from(p.payload()),
+                payload: p.payload().into(),
             },
         }
     }

@@ -104,7 +104,6 @@ impl Repr {
 mod tests {
     use super::*;
     use crate::ClientId;
-    use std::sync::Arc;
 
     #[test]
     fn round_trip_and_refusals() {
@@ -113,12 +112,12 @@ mod tests {
                 Command {
                     client: ClientId(7),
                     seq: 1,
-                    payload: Arc::from(&b"ab"[..]),
+                    payload: (&b"ab"[..]).into(),
                 },
                 Command {
                     client: ClientId(7),
                     seq: 2,
-                    payload: Arc::from(&b""[..]),
+                    payload: (&b""[..]).into(),
                 },
             ],
         };

@@ -805,7 +805,7 @@ impl Outcome {
                         .clients
                         .get(client)
                         .and_then(|cl| cl.submitted.get(&c.seq));
-                    if submitted != Some(&c.payload) {
+                    if submitted.map(|p| &p[..]) != Some(&c.payload[..]) {
                         return Err(format!("validity: learner {k} delivered {c:?}"));
                     }
                     // Integrity: at most once.
