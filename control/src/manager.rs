@@ -244,7 +244,7 @@ pub fn validate_config(config: &Value) -> Result<Vec<String>, ApiError> {
             }
             ("poll", _) => {
                 return Err(ApiError::Unprocessable(
-                    "config.poll must be \"adaptive\", \"busy\", \"paced\" or \"paced:<microseconds>\"".into(),
+                    "config.poll must be \"adaptive\", \"adaptive:<microseconds>\", \"busy\", \"paced\" or \"paced:<microseconds>\"".into(),
                 ));
             }
             ("burst", v) if v.as_u64().is_some_and(|b| (1..=64).contains(&b)) => {

@@ -121,13 +121,15 @@ pub enum PollPolicy {
         /// pauses in the input last no longer than this, each is polled
         /// through for up to this long (yielding the core at every poll
         /// to any thread that wants it) before waiting; after a longer
-        /// pause, `spins` decides until a short one comes again. A count of polls lasts very different
-        /// times on different backends (an empty AF_XDP poll reads a few
-        /// ring indexes, an empty kernel-UDP poll is a system call), and a
-        /// VNF in a closed loop (its answer comes back within tens of
-        /// microseconds) pays a sleep and a wake-up per round trip when
-        /// the count runs out first; a time spins alike on every backend,
-        /// and only through the gaps it catches.
+        /// pause, `spins` decides until a short one comes again.
+        ///
+        /// Why a time and not a count: a count of polls lasts very
+        /// different times on different backends (an empty AF_XDP poll
+        /// reads a few ring indexes, an empty kernel-UDP poll is a system
+        /// call), and a VNF in a closed loop (its answer comes back within
+        /// tens of microseconds) pays a sleep and a wake-up per round trip
+        /// when the count runs out first; a time spins alike on every
+        /// backend, and only through the gaps it catches.
         spin_for: Duration,
         /// Longest single wait.
         wait: Duration,
