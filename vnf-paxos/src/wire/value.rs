@@ -40,8 +40,6 @@
 //! An entry of a list is an instance number (8 bytes), in a promise also the
 //! ballot the value was accepted in (8 bytes), then a value.
 
-use std::sync::Arc;
-
 use super::{MsgError, check_len, check_room, get_u16, get_u64};
 use crate::{Ballot, ClientId, Command, Instance, Payload, Value};
 
@@ -197,13 +195,12 @@ pub fn parse_commands(b: &[u8]) -> Result<(Vec<Command>, usize), MsgError> {
     // first walk checks the value and finds its end, the second (over the
     // copy, known good) cuts. Cheaper than an allocation per command.
     let n = walk_value(b, |_, _, _| {})?;
-    let buf: Arc<[u8]> = Arc::from(&b[..n]);
-    let base = buf.as_ptr() as usize;
+    let buf = Payload::copy_from_slice(&b[..n]);
     walk_value(&buf, |client, seq, payload| {
         commands.push(Command {
             client,
             seq,
-            payload: Payload::slice_of(&buf, payload.as_ptr() as usize - base, payload.len()),
+            payload: buf.slice_ref(payload),
         })
     })?;
     Ok((commands, n))
@@ -334,7 +331,7 @@ mod tests {
         Command {
             client: ClientId(client),
             seq,
-            payload: payload.into(),
+            payload: Payload::copy_from_slice(payload),
         }
     }
 
