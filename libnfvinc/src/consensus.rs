@@ -52,7 +52,7 @@ use crate::direct::{self, DirectAuth};
 use vnf_paxos::wire::{Message, MsgType, fetch};
 use vnf_paxos::{
     Client, ClientConfig, ClientId, Command, Dest, Instance, Learner, LearnerConfig, NodeId,
-    Payload, Transmit,
+    Transmit,
 };
 
 /// How often a learning handle renews its subscription.
@@ -425,9 +425,7 @@ impl Consensus {
             return Err(ConsensusError::TooLarge(value.len()));
         }
         let mut st = self.lock()?;
-        let seq = st
-            .client
-            .submit(Time::monotonic_now(), Payload::copy_from_slice(value));
+        let seq = st.client.submit(Time::monotonic_now(), value);
         let mut buf = [0u8; 1536];
         while let Some(t) = st.client.poll_transmit() {
             self.shared.book.send(&self.shared.socket, &t, &mut buf);
@@ -451,7 +449,7 @@ impl Consensus {
         let first = st.client.next_seq();
         let idle = st.client.in_flight() == 0;
         for v in values {
-            st.client.queue(Payload::copy_from_slice(v.as_ref()));
+            st.client.queue(v.as_ref());
         }
         if idle {
             st.client.flush(Time::monotonic_now());
@@ -833,9 +831,7 @@ impl RestDecisions {
                         .map(|c| Command {
                             client: ClientId(c["client"].as_u64().unwrap_or(0)),
                             seq: c["seq"].as_u64().unwrap_or(0),
-                            payload: Payload::copy_from_slice(
-                                c["value"].as_str().unwrap_or("").as_bytes(),
-                            ),
+                            payload: c["value"].as_str().unwrap_or("").as_bytes().into(),
                         })
                         .collect()
                 })

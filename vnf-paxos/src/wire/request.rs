@@ -10,7 +10,7 @@
 //! | 24 | … | payload |
 
 use super::{Field, MsgError, check_len, check_room, get_u16, get_u64};
-use crate::{ClientId, Command, Payload};
+use crate::{ClientId, Command};
 
 /// Length of the fixed part.
 pub const HEADER_LEN: usize = 24;
@@ -76,7 +76,7 @@ impl Repr {
             command: Command {
                 client: p.client(),
                 seq: p.seq(),
-                payload: Payload::copy_from_slice(p.payload()),
+                payload: p.payload().into(),
             },
         }
     }

@@ -40,6 +40,8 @@
 //! An entry of a list is an instance number (8 bytes), in a promise also the
 //! ballot the value was accepted in (8 bytes), then a value.
 
+use std::sync::Arc;
+
 use super::{MsgError, check_len, check_room, get_u16, get_u64};
 use crate::{Ballot, ClientId, Command, Instance, Payload, Value};
 
@@ -195,12 +197,13 @@ pub fn parse_commands(b: &[u8]) -> Result<(Vec<Command>, usize), MsgError> {
     // first walk checks the value and finds its end, the second (over the
     // copy, known good) cuts. Cheaper than an allocation per command.
     let n = walk_value(b, |_, _, _| {})?;
-    let buf = Payload::copy_from_slice(&b[..n]);
+    let buf: Arc<[u8]> = Arc::from(&b[..n]);
+    let base = buf.as_ptr() as usize;
     walk_value(&buf, |client, seq, payload| {
         commands.push(Command {
             client,
             seq,
-            payload: buf.slice_ref(payload),
+            payload: Payload::slice_of(&buf, payload.as_ptr() as usize - base, payload.len()),
         })
     })?;
     Ok((commands, n))
@@ -331,7 +334,7 @@ mod tests {
         Command {
             client: ClientId(client),
             seq,
-            payload: Payload::copy_from_slice(payload),
+            payload: payload.into(),
         }
     }
 

@@ -15,12 +15,13 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use vnf_paxos::wire::Message;
 use vnf_paxos::{
     Acceptor, AcceptorConfig, AcceptorId, Client, ClientConfig, ClientId, Coordinator,
-    CoordinatorConfig, Delivery, Dest, Durability, Learner, LearnerConfig, NodeId, Payload, Record,
-    Time, Transmit,
+    CoordinatorConfig, Delivery, Dest, Durability, Learner, LearnerConfig, NodeId, Record, Time,
+    Transmit,
 };
 
 pub const MS: u64 = 1_000_000;
@@ -161,7 +162,7 @@ pub struct ClientNode {
     /// Bursts still to come: time, commands, whether flushed at once;
     /// latest first.
     pub schedule: Vec<(u64, u64, bool)>,
-    pub submitted: BTreeMap<u64, Payload>,
+    pub submitted: BTreeMap<u64, Arc<[u8]>>,
     /// The instance each command was reported decided in.
     pub committed: HashMap<u64, u64>,
     /// Commands reported decided more than once.
@@ -620,7 +621,8 @@ impl Sim {
                 let (_, n, flush) = c.schedule.pop().expect("peeked");
                 for _ in 0..n {
                     let seq = c.client.next_seq();
-                    let payload = Payload::from(format!("c{k}-s{seq}-{}", now % 1000).into_bytes());
+                    let payload: Arc<[u8]> =
+                        Arc::from(format!("c{k}-s{seq}-{}", now % 1000).into_bytes());
                     let got = c.client.submit(Time::from_nanos(now), payload.clone());
                     assert_eq!(got, seq);
                     c.submitted.insert(seq, payload);
@@ -803,7 +805,7 @@ impl Outcome {
                         .clients
                         .get(client)
                         .and_then(|cl| cl.submitted.get(&c.seq));
-                    if submitted != Some(&c.payload) {
+                    if submitted.map(|p| &p[..]) != Some(&c.payload[..]) {
                         return Err(format!("validity: learner {k} delivered {c:?}"));
                     }
                     // Integrity: at most once.
