@@ -13,6 +13,8 @@
 //! * [`sequencer`]: the broadcast scenario.
 //! * [`control`]: the control-plane scenario (`nfvinc serve` under load).
 //! * [`vnf`]: the VNF under test as a child process.
+//! * [`run_dir`]: a run's directory of logs and state, removed after a run
+//!   that went well.
 //! * [`report`]: the JSON report, percentiles and the comparison table.
 //! * [`plot`]: the SVG latency plot.
 //! * [`clock`]: the process-wide monotonic clock for timestamps.
@@ -32,6 +34,7 @@ pub mod paxos;
 pub mod plot;
 pub mod progress;
 pub mod report;
+pub mod run_dir;
 pub mod sched;
 pub mod seq;
 pub mod sequencer;

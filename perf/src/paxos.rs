@@ -51,6 +51,7 @@ use vnf_paxos::{
 
 use crate::cli::Backend;
 use crate::report::{Latency, Report, Run, new_histogram};
+use crate::run_dir::RunDir;
 use crate::vnf::Vnf;
 
 /// Where acceptors keep their state in a `paxos` run.
@@ -339,13 +340,8 @@ fn run_net(args: &PaxosArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Res
     let total = 1 + n_acc + 2 + 1;
     // Hosts: coordinator 1, acceptors 2.., learners, client last.
     let topo = Routed::new("pxp", [10, 72], total)?;
-    let dir = match &args.log_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("nfvinc-perf-paxos-{}", std::process::id())),
-    }
-    .join(backend.name());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let run_dir = RunDir::create(args.log_dir.as_deref(), "paxos", backend.name())?;
+    let dir = run_dir.path().to_path_buf();
     let ips = |r: std::ops::Range<usize>| -> Vec<String> {
         r.map(|k| topo.host_ip(k).to_string()).collect()
     };
@@ -497,7 +493,9 @@ fn run_net(args: &PaxosArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Res
     }
     let coord = call(&control(1), &json!({"op": "counters"})).unwrap_or(Value::Null);
     drop(vnfs);
-    clean_up(&dir, n_acc, args.log_dir.is_none(), agreement_ok);
+    // The acceptors' logs grow by a hundred MB a second.
+    let wals: Vec<String> = (0..n_acc).map(|i| format!("a{i}.wal")).collect();
+    run_dir.finish(agreement_ok, &wals);
 
     let decided = (0..2).map(|i| at1[i] - at0[i]).min().unwrap_or(0);
     let mut run = base_run(args, backend);
@@ -528,72 +526,9 @@ fn run_net(args: &PaxosArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Res
     Ok(run)
 }
 
-/// After a run, once its VNFs have stopped: the acceptors' write-ahead
-/// logs go (they grow by a hundred MB a second, and a finished run has no
-/// use for them), and so does the rest of `dir` when it is `temporary`
-/// (with its parent, the command's temporary directory, once that is
-/// empty). When the learners disagreed everything stays, as evidence.
-fn clean_up(dir: &Path, acceptors: usize, temporary: bool, agreement_ok: bool) {
-    if !agreement_ok {
-        tracing::warn!(
-            "the learners disagree: the run's logs and write-ahead logs are kept in {}",
-            dir.display()
-        );
-        return;
-    }
-    if temporary {
-        let _ = std::fs::remove_dir_all(dir);
-        if let Some(parent) = dir.parent() {
-            // Fails while another backend's run directory is still there.
-            let _ = std::fs::remove_dir(parent);
-        }
-    } else {
-        for index in 0..acceptors {
-            let _ = std::fs::remove_file(dir.join(format!("a{index}.wal")));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A run directory as `run_net` leaves it: three acceptors' logs, a
-    /// VNF log. Returns (command's temporary directory, run directory).
-    fn run_dir(name: &str) -> (PathBuf, PathBuf) {
-        let top =
-            std::env::temp_dir().join(format!("nfvinc-perf-clean-{name}-{}", std::process::id()));
-        let dir = top.join("afxdp");
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in ["a0.wal", "a1.wal", "a2.wal", "coordinator0.log"] {
-            std::fs::write(dir.join(f), b"x").unwrap();
-        }
-        (top, dir)
-    }
-
-    #[test]
-    fn a_temporary_run_directory_is_removed_after_an_agreeing_run() {
-        let (top, dir) = run_dir("tmp");
-        clean_up(&dir, 3, true, true);
-        assert!(!dir.exists() && !top.exists());
-    }
-
-    #[test]
-    fn a_given_log_directory_keeps_its_logs_but_not_the_write_ahead_logs() {
-        let (top, dir) = run_dir("given");
-        clean_up(&dir, 3, false, true);
-        assert!(dir.join("coordinator0.log").exists());
-        assert!(!dir.join("a0.wal").exists() && !dir.join("a2.wal").exists());
-        std::fs::remove_dir_all(top).unwrap();
-    }
-
-    #[test]
-    fn a_disagreeing_run_keeps_everything() {
-        let (top, dir) = run_dir("disagree");
-        clean_up(&dir, 3, true, false);
-        assert!(dir.join("a1.wal").exists() && dir.join("coordinator0.log").exists());
-        std::fs::remove_dir_all(top).unwrap();
-    }
 
     #[test]
     fn the_in_memory_acceptor_votes_for_every_accept() {

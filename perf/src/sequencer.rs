@@ -67,6 +67,7 @@ use vnf_sequencer::{Event, Mode, ProcessId, Sequencer, SequencerConfig, Time};
 
 use crate::cli::Backend;
 use crate::report::{Latency, Report, Run, new_histogram};
+use crate::run_dir::RunDir;
 use crate::vnf::Vnf;
 
 const GROUP: u64 = 7;
@@ -149,7 +150,8 @@ pub struct SequencerArgs {
     /// The `vnf-sequencer` binary; default: next to this one.
     #[arg(long, value_name = "PATH")]
     pub vnf_bin: Option<PathBuf>,
-    /// Directory for VNF logs; default: a temporary one.
+    /// Directory for VNF logs; default: a temporary one, removed after
+    /// each run whose members agree (else kept, and its path logged).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
 }
@@ -627,13 +629,12 @@ fn run_net(
         // Where multicast goes (kernel UDP sends need a route for it).
         ns.ip(&["route", "add", "224.0.0.0/4", "dev", "eth0"])?;
     }
-    let dir = match &args.log_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("nfvinc-perf-seq-{}", std::process::id())),
-    }
-    .join(format!("{}-{receivers}", backend.name()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let run_dir = RunDir::create(
+        args.log_dir.as_deref(),
+        "seq",
+        &format!("{}-{receivers}", backend.name()),
+    )?;
+    let dir = run_dir.path().to_path_buf();
 
     // Members first, so that the sequencer's first frames find them.
     let measuring = Arc::new(AtomicBool::new(false));
@@ -847,6 +848,7 @@ fn run_net(
     let order_ok = finals
         .iter()
         .all(|f| f.0 == total && f.1 == finals[0].1 && f.2 == 0);
+    run_dir.finish(order_ok, &[]);
     let hist = hist.lock().map_err(|_| anyhow!("a member panicked"))?;
 
     let per_member: Vec<u64> = at_end.iter().zip(&at0).map(|(a, b)| a - b).collect();
