@@ -68,6 +68,7 @@ use vnf_fd::{Config, Detector, ProcessId, ProcessSpec, Time};
 
 use crate::cli::Backend;
 use crate::report::{Latency, Report, Run, new_histogram};
+use crate::run_dir::RunDir;
 use crate::vnf::Vnf;
 
 /// UDP port of the detector's direct channel in a run.
@@ -130,7 +131,9 @@ pub struct FdArgs {
     /// The `vnf-fd` binary; default: next to this one.
     #[arg(long, value_name = "PATH")]
     pub vnf_bin: Option<PathBuf>,
-    /// Directory for the VNF's log; default: a temporary one.
+    /// Directory for the VNF's log and each run's records (events.json:
+    /// every state change; late.json: the generators' late sends); default:
+    /// a temporary one, kept (its path is `run_dir` in the report).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
 }
@@ -810,13 +813,11 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     dataplane::netns::check_privileges().context("the afxdp and udp backends build namespaces")?;
     let hosts = usize::from(args.hosts);
     let topo = Topology::new(hosts)?;
-    let dir = match &args.log_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("nfvinc-perf-fd-{}", std::process::id())),
-    }
-    .join(backend.name());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Kept after the run, temporary or not: its events.json and late.json
+    // are the run's records (`run_dir` in the report).
+    let dir = RunDir::create(args.log_dir.as_deref(), "fd", backend.name())?
+        .path()
+        .to_path_buf();
     let control = dir.join("fd.sock");
     let cores = core_affinity::get_core_ids().map_or(1, |c| c.len());
     let core = args.core.unwrap_or(cores.saturating_sub(1));
@@ -1134,6 +1135,7 @@ fn run_net(args: &FdArgs, backend: Backend, stop: &AtomicBool) -> anyhow::Result
     // The generators' own lateness: heartbeats sent more than a margin
     // late are suspicions this host caused, not the detector.
     e.insert("late_sends".into(), json!(late_sends));
+    e.insert("run_dir".into(), json!(dir.display().to_string()));
     e.insert("max_late_ns".into(), json!(max_late_ns));
     // CPU time the hypervisor took from this machine's vCPUs in the window
     // (percent of all): stalls no process here controls.

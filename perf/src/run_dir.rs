@@ -6,7 +6,9 @@
 //! run that went well removes (and the scenario's directory with it, once
 //! its last run is gone): a benchmark run a thousand times must not fill
 //! `/tmp`. A run that failed keeps everything, and says where, as the
-//! evidence for whoever reads its error.
+//! evidence for whoever reads its error. A scenario whose directory holds
+//! the run's records (`fd`: events.json, late.json) never calls
+//! [`RunDir::finish`] and keeps it.
 
 use std::path::{Path, PathBuf};
 
