@@ -220,15 +220,17 @@ mod tests {
         c
     }
 
-    fn log(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("nfvinc-perf-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+    /// A log file in a directory of its own, removed with the returned
+    /// guard.
+    fn log(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        (dir, path)
     }
 
     #[test]
     fn ready_then_sigterm() {
-        let l = log("ready.log");
+        let (_dir, l) = log("ready.log");
         let mut v = Vnf::spawn(
             sh("echo starting; echo READY; exec sleep 100"),
             &l,
@@ -253,7 +255,7 @@ mod tests {
 
     #[test]
     fn sigterm_ignored_means_sigkill_after_the_grace() {
-        let l = log("stubborn.log");
+        let (_dir, l) = log("stubborn.log");
         let mut v = Vnf::spawn(
             sh("trap '' TERM; echo READY; while :; do sleep 0.05; done"),
             &l,
@@ -271,7 +273,7 @@ mod tests {
 
     #[test]
     fn dying_before_ready_is_explained_with_the_log() {
-        let l = log("dies.log");
+        let (_dir, l) = log("dies.log");
         let e = Vnf::spawn(
             sh("echo 'no such interface: veth9' >&2; exit 3"),
             &l,
@@ -287,7 +289,7 @@ mod tests {
 
     #[test]
     fn never_ready_times_out() {
-        let l = log("slow.log");
+        let (_dir, l) = log("slow.log");
         let t = Instant::now();
         let e = Vnf::spawn(
             sh("echo warming; exec sleep 100"),
@@ -305,7 +307,7 @@ mod tests {
 
     #[test]
     fn a_missing_binary_is_an_error() {
-        let l = log("missing.log");
+        let (_dir, l) = log("missing.log");
         let e = Vnf::spawn(Command::new("/nonexistent/vnf"), &l, Duration::from_secs(1))
             .unwrap_err()
             .to_string();

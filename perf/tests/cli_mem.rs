@@ -1,16 +1,9 @@
 //! The real binary: argument errors, and the in-memory echo run end to end.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn perf() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nfvinc-perf"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nfvinc-perf-it-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
 }
 
 fn text(o: &Output) -> String {
@@ -24,8 +17,9 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn echo_mem_writes_the_json_report_and_the_plot() {
-    let json = tmp("mem.json");
-    let svg = tmp("mem.svg");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("mem.json");
+    let svg = dir.path().join("mem.svg");
     let o = perf()
         .args([
             "echo",

@@ -43,9 +43,8 @@ fn echo_afxdp_and_udp_side_by_side() {
         panic!("this test builds network namespaces and attaches XDP programs: {e}");
     }
     let vnf = vnf_echo();
-    let dir = std::env::temp_dir().join(format!("nfvinc-perf-net-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("net.json");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("net.json");
     let child = Command::new(env!("CARGO_BIN_EXE_nfvinc-perf"))
         .args([
             "echo",
@@ -61,7 +60,7 @@ fn echo_afxdp_and_udp_side_by_side() {
         .arg("--vnf-bin")
         .arg(&vnf)
         .arg("--log-dir")
-        .arg(&dir)
+        .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
