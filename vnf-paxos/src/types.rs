@@ -168,21 +168,9 @@ impl From<&[u8]> for Payload {
     }
 }
 
-impl<const N: usize> From<&[u8; N]> for Payload {
-    fn from(b: &[u8; N]) -> Self {
-        Payload::from(&b[..])
-    }
-}
-
 impl From<Vec<u8>> for Payload {
     fn from(b: Vec<u8>) -> Self {
         Arc::<[u8]>::from(b).into()
-    }
-}
-
-impl From<&Vec<u8>> for Payload {
-    fn from(b: &Vec<u8>) -> Self {
-        Payload::from(&b[..])
     }
 }
 

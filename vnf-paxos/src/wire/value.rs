@@ -196,7 +196,7 @@ pub fn parse_commands(b: &[u8]) -> Result<(Vec<Command>, usize), MsgError> {
     // One copy of the value's bytes, which every payload is cut from: a
     // first walk checks the value and finds its end, the second (over the
     // copy, known good) cuts. Cheaper than an allocation per command.
-    let n = walk_value(b, |_, _, _| {})?;
+    let n = scan_value(b)?;
     let buf: Arc<[u8]> = Arc::from(&b[..n]);
     let base = buf.as_ptr() as usize;
     walk_value(&buf, |client, seq, payload| {
