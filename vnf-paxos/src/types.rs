@@ -258,4 +258,27 @@ mod tests {
             assert_eq!(Ballot::from_u64(x.to_u64()), x);
         }
     }
+
+    #[test]
+    fn a_payload_cut_from_a_shared_buffer_is_its_bytes() {
+        use std::hash::BuildHasher;
+        let buf: Arc<[u8]> = Arc::from(&b"..set x 1.."[..]);
+        let cut = Payload::slice_of(&buf, 2, 7);
+        let own = Payload::from(&b"set x 1"[..]);
+        assert_eq!(&cut[..], b"set x 1");
+        // Equal and hashed alike by their bytes, wherever they live: the
+        // leader's duplicate check keys on them.
+        assert_eq!(cut, own);
+        let h = std::collections::hash_map::RandomState::new();
+        assert_eq!(h.hash_one(&cut), h.hash_one(&own));
+        assert_ne!(cut, Payload::slice_of(&buf, 2, 6));
+        assert_eq!(Payload::slice_of(&buf, 11, 0).len(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside its buffer")]
+    fn a_payload_range_past_its_buffer_is_refused() {
+        let buf: Arc<[u8]> = Arc::from(&b"abc"[..]);
+        let _ = Payload::slice_of(&buf, 2, 2);
+    }
 }
