@@ -20,8 +20,9 @@
 //! Accepts are the acceptor's whole steady-state load, so it takes them
 //! straight from the bytes ([`Acceptor::handle_nfv`]): the entries are
 //! checked in place, each value's bytes are copied into the vote store
-//! (a ring indexed by instance, see `store.rs`) and into the vote, which
-//! is the accept's own entry list behind an `Accepted` header. Answers are
+//! (a ring indexed by instance, see `store.rs`) and into the vote: in
+//! memory the accept's own entry list behind an `Accepted` header, with
+//! the log only its instances behind a `Voted` header. Answers are
 //! kept encoded, as whole NFVinc messages in recycled buffers, and
 //! [`Acceptor::poll_emit`] copies them out; in steady state an accept costs
 //! no allocation. [`Acceptor::handle`] and [`Acceptor::poll_transmit`]
@@ -38,7 +39,7 @@ use crate::store::VoteStore;
 use crate::transmit::{Dest, Transmit};
 use crate::wire::value::{Entry, emit_value, entry_len, parse_value, scan_value};
 use crate::wire::{
-    Message, MsgError, MsgType, accept, accepted, admit, join, nack, prepare, promise,
+    Message, MsgError, MsgType, accept, accepted, admit, join, nack, prepare, promise, voted,
 };
 use crate::{AcceptorId, Ballot, Instance, NodeId, Time, Value};
 
@@ -465,15 +466,19 @@ impl Acceptor {
         let durable = self.durable();
         let mut out = self.buffer();
         out.resize(nfvinc::HEADER_LEN + accepted::HEADER_LEN, 0);
-        let mut voted: u16 = 0;
+        let mut count: u16 = 0;
         let mut start = 0;
         for &end in ends {
             let instance = get_u64(list, start..start + 8);
             let value = &list[start + 8..end];
             if self.votes.insert(instance, ballot, value) {
-                // The vote carries the accept's own entry bytes.
-                out.extend_from_slice(&list[start..end]);
-                voted += 1;
+                // With the log the vote goes to the coordinators only,
+                // which hold the values they proposed: a `Voted` names
+                // the instance. In memory it is an `Accepted` carrying
+                // the accept's own entry bytes, for the learners.
+                let entry = if durable { start + 8 } else { end };
+                out.extend_from_slice(&list[start..entry]);
+                count += 1;
                 self.counters.votes += 1;
                 if durable {
                     // The value's bytes were checked with the accept.
@@ -483,14 +488,19 @@ impl Acceptor {
             }
             start = end;
         }
-        if voted == 0 {
+        if count == 0 {
             return self.recycle(out);
         }
         // As long as the accept's own entries behind as long a header: the
         // lengths fit wherever the accept's did.
         let header = NfvRepr {
             service: Service::Consensus,
-            msg_type: MsgType::Accepted.into(),
+            msg_type: if durable {
+                MsgType::Voted
+            } else {
+                MsgType::Accepted
+            }
+            .into(),
             session_id: 0,
             tag: None,
             payload_len: out.len() - nfvinc::HEADER_LEN,
@@ -499,7 +509,12 @@ impl Acceptor {
             .emit(&mut NfvHeader::new_unchecked(&mut out[..]))
             .map_err(MsgError::from)
             .and_then(|()| {
-                accepted::emit_header(&mut out[nfvinc::HEADER_LEN..], ballot, self.id, voted)
+                let fixed = &mut out[nfvinc::HEADER_LEN..];
+                if durable {
+                    voted::emit_header(fixed, ballot, self.id, count)
+                } else {
+                    accepted::emit_header(fixed, ballot, self.id, count)
+                }
             });
         // With the log, to the coordinators only: the leader announces
         // what a majority decided to the learners (and subscribed

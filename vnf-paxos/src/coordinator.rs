@@ -21,7 +21,7 @@ use crate::wire::replies::{self, Run, push_run};
 use crate::wire::value::{Entry, command_cost, entry_len};
 use crate::wire::{
     Message, MsgError, MsgType, accept, accepted, admit, decided, fetch, heartbeat, prepare,
-    promise, reply,
+    promise, reply, voted,
 };
 use crate::{AcceptorId, Ballot, ClientId, Command, Instance, NodeId, Time, Value};
 use dataplane::wire::nfvinc::{NfvHeader, Service};
@@ -283,6 +283,12 @@ impl Coordinator {
                     .iter()
                     .map(|e| (e.instance, VoteValue::Built(&e.value))),
             ),
+            Message::Voted(v) => self.on_accepted(
+                now,
+                v.ballot,
+                v.acceptor,
+                v.instances.iter().map(|&i| (i, VoteValue::Unknown)),
+            ),
             Message::Nack(n) => self.observe(now, n.promised),
             Message::Heartbeat(h) => self.on_heartbeat(now, h),
             Message::Request(r) => self.submit(now, from, r.command),
@@ -308,8 +314,9 @@ impl Coordinator {
 
     /// Takes one received NFVinc message (a UDP payload) as bytes: votes,
     /// its steady load, by their bytes (the value of an instance is built
-    /// once, from the first vote of its ballot, not from every vote),
-    /// anything else parsed and handed to [`Coordinator::handle`].
+    /// once, from the first vote of its ballot, not from every vote; a
+    /// `Voted` has only instances), anything else parsed and handed to
+    /// [`Coordinator::handle`].
     /// Malformed input is an error and changes nothing.
     pub fn handle_nfv(&mut self, now: Time, from: NodeId, message: &[u8]) -> Result<(), MsgError> {
         let h = NfvHeader::new_checked(message)?;
@@ -328,12 +335,26 @@ impl Coordinator {
             );
             return Ok(());
         }
+        if h.msg_type() == u8::from(MsgType::Voted) {
+            let p = voted::Packet::new_checked(h.payload())?;
+            self.on_accepted(
+                now,
+                p.ballot(),
+                p.acceptor(),
+                p.instances().map(|i| (i, VoteValue::Unknown)),
+            );
+            return Ok(());
+        }
         let msg = Message::parse(h.msg_type(), h.payload())?;
         self.handle(now, from, msg);
         Ok(())
     }
 
-    /// A vote: counted per instance, deciding where it makes a majority.
+    /// A vote: counted per instance, deciding where it makes a majority. A
+    /// vote without its value (`Voted`) counts where the value is known:
+    /// in the leader's own ballot, for what it proposed, or beside a vote
+    /// of its ballot that brought the value; elsewhere a coordinator
+    /// learns the decision from the leader's announcement.
     fn on_accepted<'a>(
         &mut self,
         now: Time,

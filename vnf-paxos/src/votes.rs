@@ -12,14 +12,18 @@ use std::collections::BTreeMap;
 use crate::wire::value::parse_value;
 use crate::{Ballot, Instance, Value};
 
-/// The value a vote is for: built already, or its checked bytes, parsed
-/// only when a tally needs it (the first vote of a ballot).
+/// The value a vote is for: built already, its checked bytes, parsed
+/// only when a tally needs it (the first vote of a ballot), or not sent
+/// (a `Voted`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum VoteValue<'a> {
     /// A value in hand.
     Built(&'a Value),
     /// A value's bytes, checked by the caller.
     Bytes(&'a [u8]),
+    /// Not known to the counter: the vote counts only in a tally that
+    /// another vote of its ballot opened with the value.
+    Unknown,
 }
 
 impl VoteValue<'_> {
@@ -27,6 +31,7 @@ impl VoteValue<'_> {
         match self {
             VoteValue::Built(v) => Some(v.clone()),
             VoteValue::Bytes(b) => parse_value(b).ok().map(|(v, _)| v),
+            VoteValue::Unknown => None,
         }
     }
 }
@@ -153,6 +158,25 @@ mod tests {
         assert_eq!(
             votes.vote_for(4, b, 1, VoteValue::Bytes(&[0xff])),
             Some(Value::noop())
+        );
+    }
+
+    #[test]
+    fn a_vote_without_its_value_counts_only_beside_one_with_it() {
+        let b = Ballot {
+            round: 1,
+            node: NodeId(1),
+            incarnation: 0,
+        };
+        let noop = Value::noop();
+        let mut votes = Votes::new(3);
+        assert_eq!(votes.vote_for(4, b, 0, VoteValue::Unknown), None);
+        assert!(votes.open.is_empty(), "no value: no tally");
+        assert_eq!(votes.vote_for(4, b, 1, VoteValue::Built(&noop)), None);
+        assert_eq!(
+            votes.vote_for(4, b, 2, VoteValue::Unknown),
+            Some(noop),
+            "counted against the value its ballot's first vote brought"
         );
     }
 }

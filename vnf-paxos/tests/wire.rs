@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use vnf_paxos::wire::value::Entry;
 use vnf_paxos::wire::{
     Message, accept, accepted, admit, decided, fetch, heartbeat, join, nack, prepare, promise,
-    reply, request,
+    reply, request, voted,
 };
 use vnf_paxos::{AcceptorId, Ballot, ClientId, Command, NodeId, Value};
 
@@ -126,6 +126,18 @@ fn message() -> impl Strategy<Value = Message> {
                 acceptor,
             })
         }),
+        (
+            ballot(),
+            acceptor(),
+            prop::collection::vec(any::<u64>(), 0..40)
+        )
+            .prop_map(|(ballot, acceptor, instances)| {
+                Message::Voted(voted::Repr {
+                    ballot,
+                    acceptor,
+                    instances,
+                })
+            }),
     ]
 }
 
@@ -134,13 +146,13 @@ proptest! {
 
     /// Any bytes, as any message type: an error or a message, no panic.
     #[test]
-    fn arbitrary_payloads_never_panic(t in 0u8..16, bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+    fn arbitrary_payloads_never_panic(t in 0u8..17, bytes in prop::collection::vec(any::<u8>(), 0..300)) {
         let _ = Message::parse(t, &bytes);
     }
 
     /// Any bytes after a valid NFVinc header for consensus: no panic.
     #[test]
-    fn arbitrary_frames_never_panic(t in 0u8..16, bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+    fn arbitrary_frames_never_panic(t in 0u8..17, bytes in prop::collection::vec(any::<u8>(), 0..300)) {
         let mut header = [0u8; 64];
         Message::Fetch(fetch::Repr { from: 0, to: 0 }).emit(1, &mut header).unwrap();
         let mut frame = header[..HEADER_LEN].to_vec();

@@ -460,11 +460,15 @@ impl PaxosService {
         // Each role's steady load goes in as bytes, checked by the core:
         // accepts at acceptors (which build no message values for them),
         // votes at coordinators and learners (which build an instance's
-        // value once, not once per vote).
+        // value once, not once per vote, and a coordinator none for a
+        // `Voted`).
         let msg_type = NfvHeader::new_checked(f.payload()).map_or(0, |h| h.msg_type());
         let by_bytes = match &self.core {
             Core::Acceptor(_) => msg_type == u8::from(MsgType::Accept),
-            Core::Coordinator(_) | Core::Learner(_) => msg_type == u8::from(MsgType::Accepted),
+            Core::Coordinator(_) => {
+                msg_type == u8::from(MsgType::Accepted) || msg_type == u8::from(MsgType::Voted)
+            }
+            Core::Learner(_) => msg_type == u8::from(MsgType::Accepted),
         };
         if by_bytes {
             let from = self.peers.sender(&f.spec().reversed(), false, now);

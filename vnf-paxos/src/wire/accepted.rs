@@ -1,5 +1,7 @@
-//! Accepted (phase 2B): an acceptor's vote for values in a ballot, sent to
-//! the coordinators and the learners.
+//! Accepted (phase 2B): an acceptor's vote for values in a ballot, sent by
+//! an acceptor in memory to the coordinators and the learners, and by any
+//! acceptor to a process that fetches votes (an acceptor with a log votes
+//! to the coordinators with a [`super::voted`], without the values).
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |

@@ -33,6 +33,7 @@ pub mod reply;
 pub mod request;
 pub mod submit;
 pub mod value;
+pub mod voted;
 
 use dataplane::wire::WireError;
 use dataplane::wire::field::{Field, check_len, check_room, get_u16, get_u32, get_u64};
@@ -108,6 +109,8 @@ pub enum MsgType {
     Submit = 13,
     /// The answer to many of a client's commands ([`replies`]).
     Replies = 14,
+    /// Phase 2B without values, a durable acceptor's vote ([`voted`]).
+    Voted = 15,
 }
 
 impl TryFrom<u8> for MsgType {
@@ -129,6 +132,7 @@ impl TryFrom<u8> for MsgType {
             12 => MsgType::Admit,
             13 => MsgType::Submit,
             14 => MsgType::Replies,
+            15 => MsgType::Voted,
             other => return Err(MsgError::UnknownType(other)),
         })
     }
@@ -197,6 +201,8 @@ pub enum Message {
     Submit(submit::Repr),
     /// The answer to many of a client's commands.
     Replies(replies::Repr),
+    /// Phase 2B without values.
+    Voted(voted::Repr),
 }
 
 impl Message {
@@ -241,6 +247,9 @@ impl Message {
             MsgType::Replies => Message::Replies(replies::Repr::parse(
                 &replies::Packet::new_checked(payload)?,
             )?),
+            MsgType::Voted => {
+                Message::Voted(voted::Repr::parse(&voted::Packet::new_checked(payload)?))
+            }
         })
     }
 
@@ -272,6 +281,7 @@ impl Message {
             Message::Admit(_) => MsgType::Admit,
             Message::Submit(_) => MsgType::Submit,
             Message::Replies(_) => MsgType::Replies,
+            Message::Voted(_) => MsgType::Voted,
         }
     }
 
@@ -292,6 +302,7 @@ impl Message {
             Message::Admit(_) => admit::LEN,
             Message::Submit(r) => r.buffer_len(),
             Message::Replies(r) => r.buffer_len(),
+            Message::Voted(r) => r.buffer_len(),
         }
     }
 
@@ -313,6 +324,7 @@ impl Message {
             Message::Admit(r) => r.emit(&mut admit::Packet::new_unchecked(b))?,
             Message::Submit(r) => r.emit(&mut submit::Packet::new_unchecked(b))?,
             Message::Replies(r) => r.emit(&mut replies::Packet::new_unchecked(b))?,
+            Message::Voted(r) => r.emit(&mut voted::Packet::new_unchecked(b))?,
         }
         Ok(self.payload_len())
     }
@@ -425,6 +437,11 @@ mod tests {
                     instance: 4,
                 }],
             }),
+            Message::Voted(voted::Repr {
+                ballot: b,
+                acceptor: a,
+                instances: vec![4, 9],
+            }),
         ]
     }
 
@@ -466,8 +483,8 @@ mod tests {
             Err(MsgError::WrongService(Service::Fd))
         );
         assert_eq!(Message::parse(0, &buf), Err(MsgError::UnknownType(0)));
-        assert_eq!(Message::parse(15, &buf), Err(MsgError::UnknownType(15)));
-        for v in 1..=14u8 {
+        assert_eq!(Message::parse(16, &buf), Err(MsgError::UnknownType(16)));
+        for v in 1..=15u8 {
             assert_eq!(u8::from(MsgType::try_from(v).unwrap()), v);
         }
     }
