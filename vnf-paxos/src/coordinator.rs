@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::config::CoordinatorConfig;
 use crate::dedup::{Dedup, FastMap};
 use crate::learner::decided_pages;
+use crate::pending::Pending;
 use crate::transmit::{Dest, Rng, Transmit};
 use crate::votes::{VoteValue, Votes};
 use crate::wire::replies::{self, Run, push_run};
@@ -146,7 +147,7 @@ pub struct Coordinator {
     decided_cmds: Dedup,
     queue: VecDeque<Command>,
     /// Commands queued or in flight, with whom to answer.
-    pending: FastMap<(ClientId, u64), Option<ReplyTo>>,
+    pending: Pending<Option<ReplyTo>>,
     /// Answers gathered since the last poll, and where each group is.
     acks: Vec<Acks>,
     ack_index: FastMap<(NodeId, ClientId), usize>,
@@ -195,7 +196,7 @@ impl Coordinator {
             gap_since: None,
             decided_cmds: Dedup::default(),
             queue: VecDeque::new(),
-            pending: FastMap::default(),
+            pending: Pending::default(),
             acks: Vec::new(),
             ack_index: FastMap::default(),
             last_ack: None,
@@ -415,7 +416,7 @@ impl Coordinator {
         // Queued clients learn the news now rather than at their timeout.
         let mut refused: Vec<Acks> = Vec::new();
         for c in self.queue.drain(..) {
-            match self.pending.get(&(c.client, c.seq)) {
+            match self.pending.get(c.client, c.seq) {
                 Some(Some(ReplyTo { node, runs: false })) => self.outbox.push_back(Transmit {
                     dest: Dest::Node(*node),
                     msg: Message::Reply(reply::Repr {
@@ -498,12 +499,10 @@ impl Coordinator {
             self.answer(to, cmd.client, cmd.seq, instance.unwrap_or(Instance::MAX));
             return;
         }
-        match self.pending.entry((cmd.client, cmd.seq)) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                *e.get_mut() = Some(to);
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(Some(to));
+        match self.pending.get_mut(cmd.client, cmd.seq) {
+            Some(pending) => *pending = Some(to),
+            None => {
+                self.pending.insert(cmd.client, cmd.seq, Some(to));
                 self.queue.push_back(cmd);
             }
         }
@@ -620,7 +619,7 @@ impl Coordinator {
         self.counters.commands_decided += value.commands().len() as u64;
         for c in value.commands() {
             self.decided_cmds.insert(c.client, c.seq, instance);
-            if let Some(Some(to)) = self.pending.remove(&(c.client, c.seq)) {
+            if let Some(Some(to)) = self.pending.remove(c.client, c.seq) {
                 self.answer(to, c.client, c.seq, instance);
             }
         }
@@ -864,7 +863,9 @@ impl Coordinator {
                     .map(|(_, v)| v.clone())
                     .unwrap_or_else(Value::noop);
                 for c in value.commands() {
-                    self.pending.entry((c.client, c.seq)).or_insert(None);
+                    if self.pending.get(c.client, c.seq).is_none() {
+                        self.pending.insert(c.client, c.seq, None);
+                    }
                 }
                 self.propose(now, i, value);
             }

@@ -463,6 +463,7 @@ mod config;
 mod coordinator;
 mod dedup;
 mod learner;
+mod pending;
 pub mod service;
 mod store;
 mod time;
