@@ -687,7 +687,7 @@ impl Coordinator {
         let max_bytes = self.cfg.max_packet_bytes;
         while self.inflight.len() < self.cfg.window && !self.queue.is_empty() {
             // Never wait for a batch to fill: take what is queued now.
-            let mut batch = Vec::new();
+            let mut batch = Vec::with_capacity(self.queue.len().min(max_cmds));
             let mut bytes = 0;
             while let Some(c) = self.queue.front() {
                 let cost = command_cost(batch.last(), c);
