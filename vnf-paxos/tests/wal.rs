@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vnf_paxos::wal::{Wal, decode_records, encode_record};
+use vnf_paxos::wal::{PREALLOCATE, Wal, decode_records, encode_record};
 use vnf_paxos::wire::Message;
 use vnf_paxos::wire::value::Entry;
 use vnf_paxos::wire::{accept, prepare};
@@ -81,8 +81,20 @@ fn records_survive_a_reopen() {
         }
         assert_eq!(wal.syncs(), all.len().div_ceil(7) as u64);
     }
+    let mut bytes = Vec::new();
+    for r in &all {
+        encode_record(r, &mut bytes);
+    }
+    let len = |f: &TempFile| std::fs::metadata(&f.0).unwrap().len();
+    let n = bytes.len() as u64;
+    assert!(
+        len(&f) > n && len(&f) <= n + PREALLOCATE,
+        "written over zeros, extended ahead: {} bytes for {n}",
+        len(&f)
+    );
     let (mut wal, replayed) = Wal::open(&f.0).unwrap();
-    assert_eq!(replayed, all);
+    assert_eq!(replayed, all, "the zeros end the log");
+    assert_eq!(len(&f), bytes.len() as u64, "and are cut off on opening");
     // Appends continue after the replayed records.
     wal.append(&[Record::Trim(5)]).unwrap();
     wal.sync().unwrap();
