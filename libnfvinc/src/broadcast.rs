@@ -1159,6 +1159,24 @@ mod tests {
     }
 
     #[test]
+    fn a_handle_whose_thread_died_says_closed_everywhere() {
+        let (_seq, a) = member_of_a_silent_sequencer();
+        // What the background thread records as it gives up (its socket
+        // wait failed), without waiting for that to happen.
+        a.shared.state.lock().unwrap().error = Some("socket wait failed".into());
+        let short = Duration::from_millis(50);
+        assert!(matches!(
+            a.wait_for_room(short),
+            Err(BroadcastError::Closed)
+        ));
+        assert!(matches!(
+            a.send(Mode::Atomic, &[1], short),
+            Err(BroadcastError::Closed)
+        ));
+        assert!(matches!(a.recv(short), Err(BroadcastError::Closed)));
+    }
+
+    #[test]
     fn concurrent_senders_on_one_handle_strand_nothing() {
         let (seq, a) = member_of_a_silent_sequencer();
         let a = Arc::new(a);
