@@ -52,7 +52,7 @@ use crate::direct::{self, DirectAuth};
 use vnf_paxos::wire::{Message, MsgType, fetch};
 use vnf_paxos::{
     Client, ClientConfig, ClientId, Command, Dest, Instance, Learner, LearnerConfig, NodeId,
-    Transmit,
+    Payload, Transmit,
 };
 
 /// How often a learning handle renews its subscription.
@@ -445,11 +445,26 @@ impl Consensus {
         if let Some(v) = values.iter().find(|v| v.as_ref().len() > 1400) {
             return Err(ConsensusError::TooLarge(v.as_ref().len()));
         }
+        // One buffer for the whole burst, which every value is cut from:
+        // one allocation (and, once the last of them is decided, one free)
+        // per burst rather than per value; the allocations and frees of
+        // 16-byte values were a fifth of the handle's thread. A value that
+        // stays undecided keeps its burst's buffer alive, no more than the
+        // burst the caller handed over.
+        let total = values.iter().map(|v| v.as_ref().len()).sum::<usize>();
+        let mut bytes = Vec::with_capacity(total);
+        for v in values {
+            bytes.extend_from_slice(v.as_ref());
+        }
+        let buf: Arc<[u8]> = Arc::from(bytes);
         let mut st = self.lock()?;
         let first = st.client.next_seq();
         let idle = st.client.in_flight() == 0;
+        let mut at = 0;
         for v in values {
-            st.client.queue(v.as_ref());
+            let len = v.as_ref().len();
+            st.client.queue(Payload::slice_of(&buf, at, len));
+            at += len;
         }
         if idle {
             st.client.flush(Time::monotonic_now());
