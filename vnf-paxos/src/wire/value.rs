@@ -276,6 +276,74 @@ pub fn emit_value_of(commands: &[Command], b: &mut [u8]) -> Result<usize, MsgErr
     Ok(len)
 }
 
+/// Bytes one client's commands, `(sequence number, payload length)` in
+/// order, take as a value (as written, in runs): what [`commands_len`]
+/// gives for the same commands.
+pub fn client_value_len(commands: impl Iterator<Item = (u64, usize)>) -> usize {
+    let mut len = VALUE_HEADER_LEN;
+    let mut prev: Option<u64> = None;
+    for (seq, plen) in commands {
+        if prev.and_then(|p| p.checked_add(1)) != Some(seq) {
+            len += RUN_HEADER_LEN;
+        }
+        len += RUN_COMMAND_HEADER_LEN + plen;
+        prev = Some(seq);
+    }
+    len
+}
+
+/// Writes one client's commands, `(sequence number, payload)` in order, as
+/// a value (in runs) at the front of `b`, byte for byte what
+/// [`emit_value_of`] writes for the same commands; returns the bytes they
+/// took. For a sender that keeps its payloads in its own buffer rather
+/// than as [`Command`]s (the client).
+pub fn emit_client_value<'a>(
+    client: ClientId,
+    commands: impl Iterator<Item = (u64, &'a [u8])> + Clone,
+    b: &mut [u8],
+) -> Result<usize, MsgError> {
+    let len = client_value_len(commands.clone().map(|(s, p)| (s, p.len())));
+    check_room("value", len, b.len())?;
+    let mut count: u16 = 0;
+    let mut at = VALUE_HEADER_LEN;
+    let mut run_len_at = 0;
+    let mut run_len: u16 = 0;
+    let mut prev: Option<u64> = None;
+    for (seq, payload) in commands {
+        count = count.checked_add(1).ok_or(MsgError::TooMany {
+            what: "commands in a value",
+        })?;
+        let plen = u16::try_from(payload.len()).map_err(|_| MsgError::TooMany {
+            what: "payload bytes",
+        })?;
+        if prev.and_then(|p| p.checked_add(1)) == Some(seq) {
+            run_len += 1;
+        } else {
+            if run_len > 0 {
+                b[run_len_at..run_len_at + 2].copy_from_slice(&run_len.to_be_bytes());
+            }
+            b[at..at + 8].copy_from_slice(&client.0.to_be_bytes());
+            b[at + 8..at + 16].copy_from_slice(&seq.to_be_bytes());
+            run_len_at = at + 16;
+            run_len = 1;
+            at += RUN_HEADER_LEN;
+        }
+        b[at..at + 2].copy_from_slice(&plen.to_be_bytes());
+        let start = at + RUN_COMMAND_HEADER_LEN;
+        b[start..start + payload.len()].copy_from_slice(payload);
+        at = start + payload.len();
+        prev = Some(seq);
+    }
+    if run_len > 0 {
+        b[run_len_at..run_len_at + 2].copy_from_slice(&run_len.to_be_bytes());
+    }
+    b[0..2].copy_from_slice(&count.to_be_bytes());
+    b[2] = FORMAT_RUNS;
+    b[3] = 0;
+    debug_assert_eq!(at, len);
+    Ok(len)
+}
+
 /// Reads `count` entries from `b`.
 pub fn parse_entries(b: &[u8], count: usize, with_ballot: bool) -> Result<Vec<Entry>, MsgError> {
     let head = if with_ballot { 16 } else { 8 };
@@ -454,6 +522,36 @@ mod tests {
         assert!(parse_value(&[0xff, 0xff, 0, 0]).is_err());
         assert!(parse_value(&[0xff, 0xff, 1, 0]).is_err());
         assert!(parse_entries(&[0; 8], usize::from(u16::MAX), true).is_err());
+    }
+
+    #[test]
+    fn a_client_value_from_its_own_buffer_is_written_as_from_commands() {
+        let cs = [
+            command(7, 9, b"abc"),
+            command(7, 10, b"d"),
+            command(7, 12, b""),
+            command(7, u64::MAX, b"e"),
+        ];
+        for n in 0..=cs.len() {
+            let mut want = [0u8; 128];
+            let len = emit_value_of(&cs[..n], &mut want).unwrap();
+            let items = cs[..n].iter().map(|c| (c.seq, &c.payload[..]));
+            let mut got = [0u8; 128];
+            assert_eq!(
+                emit_client_value(ClientId(7), items.clone(), &mut got),
+                Ok(len)
+            );
+            assert_eq!(got[..len], want[..len], "{n} commands");
+            assert_eq!(client_value_len(items.map(|(s, p)| (s, p.len()))), len);
+            assert!(
+                emit_client_value(
+                    ClientId(7),
+                    cs[..n].iter().map(|c| (c.seq, &c.payload[..])),
+                    &mut got[..len - 1]
+                )
+                .is_err()
+            );
+        }
     }
 
     #[test]
