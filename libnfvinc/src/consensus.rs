@@ -242,15 +242,34 @@ impl Book {
     }
 
     fn send(&self, socket: &UdpSocket, t: &Transmit, buf: &mut [u8]) {
-        let Ok(n) = t.msg.emit(direct::session_of(self.auth.as_ref()), buf) else {
+        let Ok(n) = t.msg.emit(self.session(), buf) else {
             return;
         };
-        direct::seal(self.auth.as_ref(), &mut buf[..n]);
+        self.send_bytes(socket, t.dest, &mut buf[..n]);
+    }
+
+    /// The session messages are sent under (0 without credentials).
+    fn session(&self) -> u64 {
+        direct::session_of(self.auth.as_ref())
+    }
+
+    /// Everything the client has to send, written straight from it.
+    fn send_client(&self, socket: &UdpSocket, client: &mut Client, buf: &mut [u8]) {
+        while let Some((dest, n)) = client.poll_emit(self.session(), buf) {
+            self.send_bytes(socket, dest, &mut buf[..n]);
+        }
+    }
+
+    /// Tags `buf`, a whole message written under [`Book::session`], and
+    /// sends it to `dest`.
+    fn send_bytes(&self, socket: &UdpSocket, dest: Dest, buf: &mut [u8]) {
+        direct::seal(self.auth.as_ref(), buf);
+        let buf = &*buf;
         let one = |to: SocketAddrV4| {
             // Unreachable peers (ICMP errors) are what retries are for.
-            let _ = socket.send_to(&buf[..n], to);
+            let _ = socket.send_to(buf, to);
         };
-        match t.dest {
+        match dest {
             Dest::Node(id) => {
                 if let Some(a) = self.addr_of(id) {
                     one(a);
@@ -427,9 +446,9 @@ impl Consensus {
         let mut st = self.lock()?;
         let seq = st.client.submit(Time::monotonic_now(), value);
         let mut buf = [0u8; 1536];
-        while let Some(t) = st.client.poll_transmit() {
-            self.shared.book.send(&self.shared.socket, &t, &mut buf);
-        }
+        self.shared
+            .book
+            .send_client(&self.shared.socket, &mut st.client, &mut buf);
         Ok(seq)
     }
 
@@ -449,15 +468,17 @@ impl Consensus {
         let first = st.client.next_seq();
         let idle = st.client.in_flight() == 0;
         for v in values {
-            st.client.queue(v.as_ref());
+            // Copied into the client's own payload buffer: no allocation
+            // per value.
+            st.client.queue(v);
         }
         if idle {
             st.client.flush(Time::monotonic_now());
         }
         let mut buf = [0u8; 1536];
-        while let Some(t) = st.client.poll_transmit() {
-            self.shared.book.send(&self.shared.socket, &t, &mut buf);
-        }
+        self.shared
+            .book
+            .send_client(&self.shared.socket, &mut st.client, &mut buf);
         Ok(first..st.client.next_seq())
     }
 
@@ -661,9 +682,7 @@ fn run(shared: &Shared) {
             committed.insert(c.seq, c.instance);
             woke = true;
         }
-        while let Some(t) = client.poll_transmit() {
-            shared.book.send(&shared.socket, &t, &mut out);
-        }
+        shared.book.send_client(&shared.socket, client, &mut out);
         if let Some(l) = learner.as_mut() {
             while let Some(d) = l.poll_event() {
                 if deliveries.len() >= MAX_QUEUED {

@@ -20,14 +20,26 @@
 //! the leader's batches do. Retries and redirections after `NotLeader`
 //! are coalesced the same way. Without it, every command is its own
 //! `Request`, sent at once and answered by its own `Reply`.
+//!
+//! # Payloads
+//!
+//! The client keeps its commands' payloads in one buffer of its own, one
+//! after another, and writes a `Submit` straight from it
+//! ([`Client::poll_emit`]): no [`Payload`] (a shared buffer, counted
+//! references) per command, so submitting, sending and settling a command
+//! takes no atomic operation and no allocation. [`Client::poll_transmit`]
+//! still hands the messages out as values, for callers that want them so.
 
 use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
 
 use crate::config::ClientConfig;
 use crate::transmit::{Dest, Transmit};
-use crate::wire::value::command_cost;
-use crate::wire::{Message, replies, reply, request, submit};
+use crate::wire::value::{client_value_len, emit_client_value};
+use crate::wire::{Message, MsgError, MsgType, replies, reply, request, submit};
 use crate::{ClientId, Command, Instance, NodeId, Payload, Time};
+use dataplane::wire::nfvinc::{self, NfvHeader, NfvRepr, Service};
 
 /// What became of a submitted command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +53,69 @@ pub struct Committed {
 
 #[derive(Debug)]
 struct Outstanding {
-    payload: Payload,
+    /// Where its payload is in [`Payloads`] (an absolute position).
+    at: u64,
+    /// Its payload's length.
+    len: u32,
     /// When it was last sent; `None` while queued (never sent).
     sent_at: Option<Time>,
+}
+
+/// Bytes past which the payload buffer drops what no command needs.
+const COMPACT_AT: usize = 4096;
+
+/// The payloads of the outstanding commands, one after another in the
+/// order submitted, addressed by absolute position (bytes ever added
+/// before them), so that positions stay put when the front is dropped.
+#[derive(Debug, Default)]
+struct Payloads {
+    /// The absolute position of `bytes[0]`.
+    base: u64,
+    bytes: Vec<u8>,
+}
+
+impl Payloads {
+    /// Adds `p`; returns its position.
+    fn push(&mut self, p: &[u8]) -> u64 {
+        let at = self.base + self.bytes.len() as u64;
+        self.bytes.extend_from_slice(p);
+        at
+    }
+
+    /// The `len` bytes at position `at` (which must be kept).
+    fn get(&self, at: u64, len: u32) -> &[u8] {
+        let i = (at - self.base) as usize;
+        &self.bytes[i..i + len as usize]
+    }
+
+    /// Drops the bytes before position `keep` (no command needs them), once
+    /// they are most of the buffer: each byte is moved at most about once.
+    fn drop_before(&mut self, keep: u64) {
+        let dead = (keep - self.base) as usize;
+        if dead == self.bytes.len() {
+            self.bytes.clear();
+        } else if dead >= COMPACT_AT && dead * 2 >= self.bytes.len() {
+            self.bytes.drain(..dead);
+        } else {
+            return;
+        }
+        self.base = keep;
+    }
+
+    /// The position after the last byte.
+    fn end(&self) -> u64 {
+        self.base + self.bytes.len() as u64
+    }
+}
+
+/// A message to send, its commands as `(seq, position, length)` in the
+/// client's list of what is to be sent.
+#[derive(Debug)]
+enum Out {
+    /// One `Submit` of the commands `cmds`.
+    Submit { to: NodeId, cmds: Range<usize> },
+    /// One `Request` of the command at `cmd`.
+    Request { to: NodeId, cmd: usize },
 }
 
 /// Outstanding commands by sequence number: numbers are handed out one
@@ -95,6 +167,11 @@ impl Ring {
         Some(o)
     }
 
+    /// The payload position of the oldest outstanding command.
+    fn front_at(&self) -> Option<u64> {
+        self.slots.front()?.as_ref().map(|o| o.at)
+    }
+
     /// The outstanding numbers in `first..=last` (clipped to the ring, so a
     /// run's length costs nothing beyond what is outstanding).
     fn range(&self, first: u64, last: u64) -> impl Iterator<Item = (u64, &Outstanding)> {
@@ -127,7 +204,14 @@ pub struct Client {
     /// Reused list of sequence numbers (answers, retries).
     scratch: Vec<u64>,
     events: VecDeque<Committed>,
-    outbox: VecDeque<Transmit>,
+    payloads: Payloads,
+    /// Commands of the messages in `outbox`: `(seq, payload position,
+    /// payload length)`; emptied with the outbox. Their payloads stay in
+    /// `payloads` until then (the buffer drops nothing while the outbox
+    /// holds anything), even those of commands decided meanwhile: a
+    /// message goes out as it was composed.
+    outgoing: Vec<(u64, u64, u32)>,
+    outbox: VecDeque<Out>,
 }
 
 impl Client {
@@ -145,6 +229,8 @@ impl Client {
             timers: VecDeque::new(),
             scratch: Vec::new(),
             events: VecDeque::new(),
+            payloads: Payloads::default(),
+            outgoing: Vec::new(),
             outbox: VecDeque::new(),
         }
     }
@@ -177,7 +263,7 @@ impl Client {
     /// Submits a command; returns its sequence number. It is sent at once
     /// unless the client coalesces and has commands awaiting an answer
     /// (see the module docs).
-    pub fn submit(&mut self, now: Time, payload: impl Into<Payload>) -> u64 {
+    pub fn submit(&mut self, now: Time, payload: impl AsRef<[u8]>) -> u64 {
         let idle = self.sent == 0;
         let seq = self.queue(payload);
         if !self.cfg.coalesce || idle {
@@ -190,13 +276,32 @@ impl Client {
     /// [`Client::flush`], or the next answer, sends it: a caller with a
     /// burst of commands queues them all and flushes once, so that they
     /// leave together even when nothing else is in flight.
-    pub fn queue(&mut self, payload: impl Into<Payload>) -> u64 {
+    /// (A payload longer than a command can carry,
+    /// [`crate::wire::value::MAX_PAYLOAD`], is never sent: its messages
+    /// fail to emit.)
+    ///
+    /// # Panics
+    ///
+    /// When the payload is 4 GiB or longer.
+    pub fn queue(&mut self, payload: impl AsRef<[u8]>) -> u64 {
+        let payload = payload.as_ref();
+        let len = u32::try_from(payload.len()).expect("a payload under 4 GiB");
+        if self.outbox.is_empty() {
+            // What was decided since no longer needs its bytes.
+            let keep = self
+                .outstanding
+                .front_at()
+                .unwrap_or_else(|| self.payloads.end());
+            self.payloads.drop_before(keep);
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
+        let at = self.payloads.push(payload);
         self.outstanding.push(
             seq,
             Outstanding {
-                payload: payload.into(),
+                at,
+                len,
                 sent_at: None,
             },
         );
@@ -230,8 +335,11 @@ impl Client {
     fn send(&mut self, now: Time, seqs: &[u64]) {
         let to = self.leader();
         let max = self.cfg.max_request_bytes;
-        let mut batch: Vec<Command> = Vec::new();
+        // The open batch: from `start` in `outgoing`, `bytes` long as a
+        // value so far, its last number.
+        let mut start = self.outgoing.len();
         let mut bytes = 0;
+        let mut last: Option<u64> = None;
         for &seq in seqs {
             let Some(o) = self.outstanding.get_mut(seq) else {
                 continue;
@@ -240,37 +348,45 @@ impl Client {
                 self.sent += 1;
             }
             o.sent_at = Some(now);
+            let (at, len) = (o.at, o.len);
             self.timers.push_back((now, seq));
             let Some(to) = to else { continue };
-            let command = Command {
-                client: self.id,
-                seq,
-                payload: o.payload.clone(),
-            };
+            self.outgoing.push((seq, at, len));
             if !self.cfg.coalesce {
-                self.outbox.push_back(Transmit {
-                    dest: Dest::Node(to),
-                    msg: Message::Request(request::Repr { command }),
+                self.outbox.push_back(Out::Request {
+                    to,
+                    cmd: self.outgoing.len() - 1,
                 });
                 continue;
             }
-            let len = command_cost(batch.last(), &command);
-            if !batch.is_empty() && (bytes + len > max || batch.len() >= usize::from(u16::MAX)) {
-                self.outbox.push_back(Transmit {
-                    dest: Dest::Node(to),
-                    msg: Message::Submit(submit::Repr {
-                        commands: std::mem::take(&mut batch),
-                    }),
+            // What the command adds: its payload and length, and a run
+            // header unless it continues the run before it.
+            let header = if last.and_then(|l| l.checked_add(1)) == Some(seq) {
+                0
+            } else {
+                crate::wire::value::RUN_HEADER_LEN
+            };
+            let cost = header + crate::wire::value::RUN_COMMAND_HEADER_LEN + len as usize;
+            let n = self.outgoing.len() - 1 - start;
+            if n > 0 && (bytes + cost > max || n >= usize::from(u16::MAX)) {
+                self.outbox.push_back(Out::Submit {
+                    to,
+                    cmds: start..self.outgoing.len() - 1,
                 });
-                bytes = 0;
+                start = self.outgoing.len() - 1;
+                // Alone in a new batch, it opens a run.
+                bytes = crate::wire::value::RUN_HEADER_LEN
+                    + crate::wire::value::RUN_COMMAND_HEADER_LEN
+                    + len as usize;
+            } else {
+                bytes += cost;
             }
-            bytes += len;
-            batch.push(command);
+            last = Some(seq);
         }
-        if let (Some(to), false) = (to, batch.is_empty()) {
-            self.outbox.push_back(Transmit {
-                dest: Dest::Node(to),
-                msg: Message::Submit(submit::Repr { commands: batch }),
+        if let (Some(to), true) = (to, self.cfg.coalesce && start < self.outgoing.len()) {
+            self.outbox.push_back(Out::Submit {
+                to,
+                cmds: start..self.outgoing.len(),
             });
         }
     }
@@ -383,9 +499,110 @@ impl Client {
         self.events.pop_front()
     }
 
-    /// The next message to send, if any.
+    /// Takes the next message from the outbox, with its commands.
+    fn pop_out(&mut self) -> Option<(NodeId, Range<usize>, bool)> {
+        let out = self.outbox.pop_front()?;
+        Some(match out {
+            Out::Submit { to, cmds } => (to, cmds, true),
+            Out::Request { to, cmd } => (to, cmd..cmd + 1, false),
+        })
+    }
+
+    /// After a message was taken: an empty outbox needs no commands kept.
+    fn popped(&mut self) {
+        if self.outbox.is_empty() {
+            self.outgoing.clear();
+        }
+    }
+
+    /// The message to `to` of the commands `cmds` of `outgoing`, as a
+    /// value.
+    fn build(&self, to: NodeId, cmds: Range<usize>, many: bool) -> Transmit {
+        // One buffer for the message's payloads, which each is cut from.
+        let items = &self.outgoing[cmds];
+        let mut bytes = Vec::with_capacity(items.iter().map(|&(.., l)| l as usize).sum());
+        for &(_, at, len) in items {
+            bytes.extend_from_slice(self.payloads.get(at, len));
+        }
+        let buf: Arc<[u8]> = Arc::from(bytes);
+        let mut from = 0;
+        let mut commands: Vec<Command> = items
+            .iter()
+            .map(|&(seq, _, len)| {
+                let payload = Payload::slice_of(&buf, from, len as usize);
+                from += len as usize;
+                Command {
+                    client: self.id,
+                    seq,
+                    payload,
+                }
+            })
+            .collect();
+        let msg = if many {
+            Message::Submit(submit::Repr { commands })
+        } else {
+            let command = commands.pop().expect("a request has its command");
+            Message::Request(request::Repr { command })
+        };
+        Transmit {
+            dest: Dest::Node(to),
+            msg,
+        }
+    }
+
+    /// The next message to send, if any, as a value. (A caller that sends
+    /// bytes takes [`Client::poll_emit`], which builds no value.)
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.outbox.pop_front()
+        let (to, cmds, many) = self.pop_out()?;
+        let t = self.build(to, cmds, many);
+        self.popped();
+        Some(t)
+    }
+
+    /// Writes the next message to send, if any, as a whole NFVinc message
+    /// (header without tag, under `session_id`) at the front of `buf`;
+    /// returns where it goes and its length. A `Submit` is written
+    /// straight from the client's payload buffer, byte for byte what
+    /// [`Client::poll_transmit`]'s value emits. A message that cannot be
+    /// written (it does not fit `buf`, a payload is too long) is dropped,
+    /// as a lost datagram would be.
+    pub fn poll_emit(&mut self, session_id: u64, buf: &mut [u8]) -> Option<(Dest, usize)> {
+        loop {
+            let (to, cmds, many) = self.pop_out()?;
+            let written = if many {
+                self.emit_submit(session_id, cmds, buf)
+            } else {
+                // Not the loaded path (coalescing is): built as a value.
+                self.build(to, cmds, many).msg.emit(session_id, buf)
+            };
+            self.popped();
+            if let Ok(n) = written {
+                return Some((Dest::Node(to), n));
+            }
+        }
+    }
+
+    fn emit_submit(
+        &self,
+        session_id: u64,
+        cmds: Range<usize>,
+        buf: &mut [u8],
+    ) -> Result<usize, MsgError> {
+        let items = &self.outgoing[cmds];
+        let payload_len = client_value_len(items.iter().map(|&(seq, _, len)| (seq, len as usize)));
+        let repr = NfvRepr {
+            service: Service::Consensus,
+            msg_type: MsgType::Submit.into(),
+            session_id,
+            tag: None,
+            payload_len,
+        };
+        repr.emit(&mut NfvHeader::new_unchecked(&mut *buf))?;
+        let commands = items
+            .iter()
+            .map(|&(seq, at, len)| (seq, self.payloads.get(at, len)));
+        emit_client_value(self.id, commands, &mut buf[nfvinc::HEADER_LEN..])?;
+        Ok(repr.buffer_len())
     }
 
     /// When [`Client::handle_timeout`] should next be called.
@@ -543,7 +760,8 @@ mod tests {
     fn the_ring_clips_ranges_and_compacts_from_the_front() {
         let mut r = Ring::default();
         let o = || Outstanding {
-            payload: (&b""[..]).into(),
+            at: 0,
+            len: 0,
             sent_at: None,
         };
         for seq in 5..10 {
@@ -564,6 +782,59 @@ mod tests {
         assert_eq!((r.len, r.slots.len()), (0, 0));
         r.push(20, o());
         assert_eq!(seqs(&r, 0, 100), vec![20]);
+    }
+
+    #[test]
+    fn messages_written_from_the_payload_buffer_are_the_values_emitted() {
+        for coalesce in [true, false] {
+            let (mut a, mut b) = (client(coalesce), client(coalesce));
+            let t = Time::from_nanos(1_000);
+            for c in [&mut a, &mut b] {
+                for p in [&b"aa"[..], b"b", b"", b"cccc", b"dd", b"ee"] {
+                    c.submit(t, p);
+                }
+                c.flush(t);
+            }
+            let mut buf = [0u8; 512];
+            let mut want = [0u8; 512];
+            let mut n_msgs = 0;
+            while let Some(v) = a.poll_transmit() {
+                let (dest, n) = b.poll_emit(7, &mut buf).expect("as many messages");
+                let m = v.msg.emit(7, &mut want).unwrap();
+                assert_eq!((dest, &buf[..n]), (v.dest, &want[..m]));
+                n_msgs += 1;
+            }
+            assert_eq!(b.poll_emit(7, &mut buf), None);
+            assert!(n_msgs >= 2, "{n_msgs} messages");
+            // Too small a buffer: the message is dropped, not sent cut.
+            b.handle_timeout(t + Duration::from_millis(30));
+            assert_eq!(b.poll_emit(7, &mut buf[..40]), None);
+        }
+    }
+
+    #[test]
+    fn payloads_of_settled_commands_are_dropped_and_the_rest_kept() {
+        let mut c = client(true);
+        let t = Time::from_nanos(1_000);
+        let big = [7u8; 1000];
+        for _ in 0..10 {
+            c.queue(&big[..]);
+        }
+        c.queue(b"last");
+        c.flush(t);
+        while c.poll_transmit().is_some() {}
+        c.handle(t, NodeId(1), decided(&[(1, 10, 3)]));
+        // The next submission finds the outbox empty: the settled bytes go.
+        c.queue(b"next");
+        assert!(c.payloads.bytes.len() < 100, "{}", c.payloads.bytes.len());
+        assert_eq!(
+            c.payloads.get(c.outstanding.get(11).unwrap().at, 4),
+            b"last"
+        );
+        assert_eq!(
+            c.payloads.get(c.outstanding.get(12).unwrap().at, 4),
+            b"next"
+        );
     }
 
     #[test]

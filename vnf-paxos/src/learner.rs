@@ -7,13 +7,14 @@
 //! same way, since they all see the same log in the same order.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use crate::Ballot;
 use crate::config::LearnerConfig;
 use crate::dedup::Dedup;
 use crate::transmit::{Dest, Transmit};
 use crate::votes::{VoteValue, Votes};
-use crate::wire::value::{Entry, entry_len};
+use crate::wire::value::{Entry, entry_len, parse_value, parse_value_bytes};
 use crate::wire::{Message, MsgError, MsgType, accepted, decided, fetch};
 use dataplane::wire::nfvinc::{NfvHeader, Service};
 
@@ -28,7 +29,23 @@ pub(crate) fn decided_pages(
     f: fetch::Repr,
     max_bytes: usize,
 ) -> Vec<Transmit> {
-    let end = f.to.min(f.from.saturating_add(MAX_ANSWER)).max(f.from);
+    let end = answer_end(f);
+    let values = log.range(f.from..end).map(|(&i, v)| (i, v.clone()));
+    pages_of(values, to, max_bytes)
+}
+
+/// The end (exclusive) of what a fetch is answered with.
+fn answer_end(f: fetch::Repr) -> Instance {
+    f.to.min(f.from.saturating_add(MAX_ANSWER)).max(f.from)
+}
+
+/// `values` as `Decided` pages to `to` of at most `max_bytes` (at least
+/// one entry each).
+fn pages_of(
+    values: impl Iterator<Item = (Instance, Value)>,
+    to: NodeId,
+    max_bytes: usize,
+) -> Vec<Transmit> {
     let mut pages = Vec::new();
     let mut entries = Vec::new();
     let mut bytes = 0;
@@ -36,11 +53,11 @@ pub(crate) fn decided_pages(
         dest: Dest::Node(to),
         msg: Message::Decided(decided::Repr { entries }),
     };
-    for (&instance, value) in log.range(f.from..end) {
+    for (instance, value) in values {
         let e = Entry {
             instance,
             ballot: Ballot::ZERO,
-            value: value.clone(),
+            value,
         };
         let len = entry_len(&e, false);
         if !entries.is_empty() && bytes + len > max_bytes {
@@ -66,18 +83,56 @@ pub struct Delivery {
     pub commands: Vec<Command>,
 }
 
+/// A decided value waiting for its turn.
+#[derive(Debug)]
+enum Decision {
+    /// Built already (from votes, or handed over as a message).
+    Built(Value),
+    /// Read from an announcement's bytes: its commands, delivered as they
+    /// are (no copy of the list, no reference count per command taken
+    /// again), and the copy of the value's bytes they are cut from, which
+    /// is what is kept for fetches.
+    Read(Vec<Command>, Arc<[u8]>),
+}
+
+/// A delivered value kept for other learners' fetches.
+#[derive(Debug)]
+enum Kept {
+    /// As built.
+    Value(Value),
+    /// As its bytes (checked), built again only to answer a fetch.
+    Bytes(Arc<[u8]>),
+}
+
+impl Kept {
+    /// The value (bytes were checked when they arrived, so they parse
+    /// again; were they not to, the instance is left out of the answer
+    /// rather than answered wrongly).
+    fn value(&self) -> Option<Value> {
+        match self {
+            Kept::Value(v) => Some(v.clone()),
+            Kept::Bytes(b) => parse_value(b).ok().map(|(v, _)| v),
+        }
+    }
+}
+
 /// A learner (see the crate docs for the protocol).
 #[derive(Debug)]
 pub struct Learner {
     cfg: LearnerConfig,
     votes: Votes,
-    decided: BTreeMap<Instance, Value>,
-    /// Delivered values kept for other learners' fetches.
-    kept: BTreeMap<Instance, Value>,
+    decided: BTreeMap<Instance, Decision>,
+    /// Delivered values kept for other learners' fetches, of the
+    /// instances from `next - kept.len()` on (instances are delivered one
+    /// after another, so a ring holds them; no tree).
+    kept: VecDeque<Kept>,
     next: Instance,
     horizon: Instance,
     gap_since: Option<(Time, Instance)>,
     dedup: Dedup,
+    /// Announced values read from one message, held until the whole
+    /// message has proved well formed (reused).
+    read: Vec<(Instance, Vec<Command>, Arc<[u8]>)>,
     events: VecDeque<Delivery>,
     outbox: VecDeque<Transmit>,
     leader: Option<NodeId>,
@@ -90,11 +145,12 @@ impl Learner {
             votes: Votes::new(cfg.acceptors.min(64)),
             cfg,
             decided: BTreeMap::new(),
-            kept: BTreeMap::new(),
+            kept: VecDeque::new(),
             next: 0,
             horizon: 0,
             gap_since: None,
             dedup: Dedup::default(),
+            read: Vec::new(),
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             leader: None,
@@ -117,7 +173,11 @@ impl Learner {
     pub fn handle(&mut self, now: Time, from: NodeId, msg: Message) {
         match msg {
             Message::Fetch(f) => {
-                let pages = decided_pages(&self.kept, from, f, self.cfg.max_packet_bytes);
+                let first = self.next - self.kept.len() as u64;
+                let (lo, hi) = (f.from.max(first), answer_end(f).min(self.next));
+                let values = (lo..hi.max(lo))
+                    .filter_map(|i| Some((i, self.kept[(i - first) as usize].value()?)));
+                let pages = pages_of(values, from, self.cfg.max_packet_bytes);
                 self.outbox.extend(pages);
             }
             Message::Accepted(a) => self.on_accepted(
@@ -129,13 +189,7 @@ impl Learner {
             ),
             Message::Decided(d) => {
                 for e in d.entries {
-                    // The leader's announcements are the steady flow: a
-                    // later one shows a gap where one was lost.
-                    self.horizon = self.horizon.max(e.instance.saturating_add(1));
-                    if e.instance >= self.next {
-                        self.votes.forget(e.instance);
-                        self.decided.entry(e.instance).or_insert(e.value);
-                    }
+                    self.on_decided(e.instance, || Decision::Built(e.value));
                 }
             }
             Message::Heartbeat(h) => {
@@ -148,10 +202,24 @@ impl Learner {
         let _ = now;
     }
 
-    /// Takes one received NFVinc message (a UDP payload) as bytes: votes,
-    /// a learner's whole steady load, by their bytes (an instance's value
-    /// is built once, from the first vote of its ballot, rather than from
-    /// each of a majority's votes), anything else parsed and handed to
+    /// An announcement that `instance` is decided, its value built by
+    /// `value` only if still needed.
+    fn on_decided(&mut self, instance: Instance, value: impl FnOnce() -> Decision) {
+        // The leader's announcements are the steady flow: a later one
+        // shows a gap where one was lost.
+        self.horizon = self.horizon.max(instance.saturating_add(1));
+        if instance >= self.next {
+            self.votes.forget(instance);
+            self.decided.entry(instance).or_insert_with(value);
+        }
+    }
+
+    /// Takes one received NFVinc message (a UDP payload) as bytes: votes
+    /// and announcements, a learner's whole steady load, by their bytes
+    /// (an instance's value is built once, from the first vote of its
+    /// ballot, rather than from each of a majority's votes; an
+    /// announcement builds only the values not learned yet, straight into
+    /// the list that is delivered), anything else parsed and handed to
     /// [`Learner::handle`]. Malformed input is an error and changes
     /// nothing.
     pub fn handle_nfv(&mut self, now: Time, from: NodeId, message: &[u8]) -> Result<(), MsgError> {
@@ -171,9 +239,59 @@ impl Learner {
             self.deliver();
             return Ok(());
         }
+        if h.msg_type() == u8::from(MsgType::Decided) {
+            return self.on_decided_bytes(decided::Packet::new_checked(h.payload())?);
+        }
         let msg = Message::parse(h.msg_type(), h.payload())?;
         self.handle(now, from, msg);
         Ok(())
+    }
+
+    /// An announcement by its bytes: the values not learned yet are read
+    /// (and held back until the whole message proved well formed), the
+    /// rest only checked.
+    fn on_decided_bytes(&mut self, p: decided::Packet<&[u8]>) -> Result<(), MsgError> {
+        let mut read = std::mem::take(&mut self.read);
+        read.clear();
+        let mut horizon = self.horizon;
+        let mut checked = Ok(());
+        for e in p.entry_bytes() {
+            let (instance, bytes) = match e {
+                Ok(e) => e,
+                Err(e) => {
+                    checked = Err(e);
+                    break;
+                }
+            };
+            horizon = horizon.max(instance.saturating_add(1));
+            if instance < self.next || self.decided.contains_key(&instance) {
+                continue;
+            }
+            match parse_value_bytes(bytes) {
+                Ok((commands, bytes)) => read.push((instance, commands, bytes)),
+                Err(e) => {
+                    checked = Err(e);
+                    break;
+                }
+            }
+        }
+        if checked.is_ok() {
+            self.horizon = horizon;
+            for (instance, commands, bytes) in read.drain(..) {
+                if instance == self.next && self.decided.is_empty() {
+                    // In order, the steady case: delivered at once, no
+                    // stop in the tree.
+                    self.votes.forget(instance);
+                    self.deliver_one(Decision::Read(commands, bytes));
+                } else {
+                    self.on_decided(instance, || Decision::Read(commands, bytes));
+                }
+            }
+            self.deliver();
+        }
+        read.clear();
+        self.read = read;
+        checked
     }
 
     fn on_accepted<'a>(
@@ -188,32 +306,48 @@ impl Learner {
                 continue;
             }
             if let Some(v) = self.votes.vote_for(instance, ballot, slot, value) {
-                self.decided.insert(instance, v);
+                self.decided.insert(instance, Decision::Built(v));
             }
         }
     }
 
     fn deliver(&mut self) {
-        while let Some(v) = self.decided.remove(&self.next) {
-            let instance = self.next;
-            // Sized once: a filtered iterator would grow it step by step.
-            let mut commands = Vec::with_capacity(v.commands().len());
-            commands.extend(
-                v.commands()
-                    .iter()
-                    .filter(|c| self.dedup.insert(c.client, c.seq, instance))
-                    .cloned(),
-            );
-            self.events.push_back(Delivery { instance, commands });
-            if self.cfg.retain > 0 {
-                self.kept.insert(instance, v);
-                if self.kept.len() as u64 > self.cfg.retain {
-                    self.kept.pop_first();
-                }
-            }
-            self.next += 1;
+        while let Some(d) = self.decided.remove(&self.next) {
+            self.deliver_one(d);
         }
         self.votes.forget_below(self.next);
+    }
+
+    /// Delivers `d` as instance `next`: its commands not seen before, in
+    /// order.
+    fn deliver_one(&mut self, d: Decision) {
+        let instance = self.next;
+        let (commands, kept) = match d {
+            Decision::Built(v) => {
+                // Sized once: a filtered iterator would grow it step by
+                // step.
+                let mut commands = Vec::with_capacity(v.commands().len());
+                commands.extend(
+                    v.commands()
+                        .iter()
+                        .filter(|c| self.dedup.insert(c.client, c.seq, instance))
+                        .cloned(),
+                );
+                (commands, Kept::Value(v))
+            }
+            Decision::Read(mut commands, bytes) => {
+                commands.retain(|c| self.dedup.insert(c.client, c.seq, instance));
+                (commands, Kept::Bytes(bytes))
+            }
+        };
+        self.events.push_back(Delivery { instance, commands });
+        if self.cfg.retain > 0 {
+            self.kept.push_back(kept);
+            if self.kept.len() as u64 > self.cfg.retain {
+                self.kept.pop_front();
+            }
+        }
+        self.next += 1;
     }
 
     /// The next delivery, in instance order.
@@ -264,5 +398,132 @@ impl Learner {
             }
             _ => self.gap_since = Some((now, self.next)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClientId;
+
+    fn command(client: u64, seq: u64) -> Command {
+        Command {
+            client: ClientId(client),
+            seq,
+            payload: (&b"pay"[..]).into(),
+        }
+    }
+
+    fn decided(entries: &[(Instance, &[Command])]) -> Vec<u8> {
+        let msg = Message::Decided(decided::Repr {
+            entries: entries
+                .iter()
+                .map(|&(instance, cs)| Entry {
+                    instance,
+                    ballot: Ballot::ZERO,
+                    value: Value::batch(cs.to_vec()),
+                })
+                .collect(),
+        });
+        let mut buf = vec![0u8; 4096];
+        let n = msg.emit(0, &mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn delivered(l: &mut Learner) -> Vec<(Instance, Vec<(u64, u64)>)> {
+        std::iter::from_fn(|| l.poll_event())
+            .map(|d| {
+                let cs = d.commands.iter().map(|c| (c.client.0, c.seq)).collect();
+                (d.instance, cs)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn announcements_by_bytes_deliver_in_order_once_each() {
+        let mut by_bytes = Learner::new(LearnerConfig::default());
+        let mut by_value = Learner::new(LearnerConfig::default());
+        let (t, from) = (Time::ZERO, NodeId(1));
+        let a = [command(1, 1), command(1, 2)];
+        // Instance 2 repeats (1, 2): a retry decided twice.
+        let b = [command(1, 2), command(2, 1)];
+        let msgs = [
+            decided(&[(1, &b[..])]),
+            decided(&[(0, &a[..]), (1, &b[..])]),
+            decided(&[(2, &[command(1, 3)][..]), (0, &[][..])]),
+        ];
+        let mut got = Vec::new();
+        for m in &msgs {
+            by_bytes.handle_nfv(t, from, m).unwrap();
+            let (_, msg) = Message::parse_nfv(m).unwrap();
+            by_value.handle(t, from, msg);
+            got.push(delivered(&mut by_bytes));
+            assert_eq!(got.last(), Some(&delivered(&mut by_value)));
+        }
+        assert_eq!(
+            got,
+            vec![
+                vec![],
+                vec![(0, vec![(1, 1), (1, 2)]), (1, vec![(2, 1)])],
+                vec![(2, vec![(1, 3)])],
+            ]
+        );
+        assert_eq!(by_bytes.next_instance(), 3);
+    }
+
+    #[test]
+    fn a_malformed_announcement_changes_nothing() {
+        let mut l = Learner::new(LearnerConfig::default());
+        let good = decided(&[(0, &[command(1, 1)][..]), (5, &[command(1, 2)][..])]);
+        // The second entry cut short: the first must not be delivered, nor
+        // the horizon moved by it.
+        let cut = &good[..good.len() - 2];
+        assert!(l.handle_nfv(Time::ZERO, NodeId(1), cut).is_err());
+        assert_eq!(l.poll_event(), None);
+        assert_eq!(l.poll_timeout(), None, "no gap seen");
+        l.handle_nfv(Time::ZERO, NodeId(1), &good).unwrap();
+        assert_eq!(delivered(&mut l), vec![(0, vec![(1, 1)])]);
+        assert_eq!(
+            l.poll_timeout(),
+            Some(Time::ZERO),
+            "instances 1 to 4 missing"
+        );
+    }
+
+    #[test]
+    fn values_kept_as_bytes_answer_fetches() {
+        let cfg = LearnerConfig {
+            retain: 2,
+            ..LearnerConfig::default()
+        };
+        let mut l = Learner::new(cfg);
+        let cs: Vec<Command> = (1..=3).map(|s| command(7, s)).collect();
+        for (i, c) in cs.iter().enumerate() {
+            let m = decided(&[(i as Instance, std::slice::from_ref(c))]);
+            l.handle_nfv(Time::ZERO, NodeId(1), &m).unwrap();
+        }
+        assert_eq!(delivered(&mut l).len(), 3);
+        let asker = NodeId(40);
+        l.handle(
+            Time::ZERO,
+            asker,
+            Message::Fetch(fetch::Repr { from: 0, to: 10 }),
+        );
+        let t = l.poll_transmit().expect("an answer");
+        assert_eq!(t.dest, Dest::Node(asker));
+        let Message::Decided(d) = t.msg else {
+            panic!("{:?}", t.msg)
+        };
+        // Instance 0 is no longer kept (two are); 1 and 2 are, whole.
+        let got: Vec<_> = d
+            .entries
+            .iter()
+            .map(|e| (e.instance, e.value.commands().to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, vec![cs[1].clone()]), (2, vec![cs[2].clone()])]
+        );
     }
 }

@@ -7,7 +7,9 @@
 //! | 2 | 6 | reserved |
 //! | 8 | … | entries: instance (8), value |
 
-use super::value::{Entry, count_u16, emit_entries, entry_len, parse_entries};
+use super::value::{
+    Entry, EntryBytes, count_u16, emit_entries, entry_bytes, entry_len, parse_entries,
+};
 use super::{Field, MsgError, check_len, check_room, get_u16};
 
 /// Length of the fixed part.
@@ -47,6 +49,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The entries.
     pub fn entries(&self) -> Result<Vec<Entry>, MsgError> {
         parse_entries(&self.buffer.as_ref()[HEADER_LEN..], self.count(), false)
+    }
+
+    /// The entries in place: each instance and its value's bytes, checked
+    /// one by one as they are read (see [`entry_bytes`]). A learner's
+    /// steady load: it builds only the values it has not learned yet, and
+    /// builds no entry list.
+    pub fn entry_bytes(&self) -> EntryBytes<'_> {
+        entry_bytes(&self.buffer.as_ref()[HEADER_LEN..], self.count())
     }
 }
 

@@ -187,26 +187,43 @@ pub fn parse_value(b: &[u8]) -> Result<(Value, usize), MsgError> {
 /// Reads the commands of a value (or of a [`super::submit`]) at the front
 /// of `b`; returns them and the bytes they took.
 pub fn parse_commands(b: &[u8]) -> Result<(Vec<Command>, usize), MsgError> {
-    check_len("value", VALUE_HEADER_LEN, b.len())?;
-    let count = usize::from(get_u16(b, 0..2));
+    // A first walk checks the value and finds its end, the second (over
+    // the copy) cuts.
+    let n = scan_value(b)?;
+    let (commands, _) = parse_value_bytes(&b[..n])?;
+    Ok((commands, n))
+}
+
+/// Reads the commands of `value`, which must be exactly one value's bytes
+/// (as [`scan_value`] measured them: a caller that scanned already walks
+/// them once more, not twice); returns them and the copy of the bytes
+/// that their payloads are cut from, which a learner keeps to answer
+/// fetches. Bytes that are not one whole value are an error.
+pub fn parse_value_bytes(value: &[u8]) -> Result<(Vec<Command>, Arc<[u8]>), MsgError> {
+    check_len("value", VALUE_HEADER_LEN, value.len())?;
+    let count = usize::from(get_u16(value, 0..2));
     // Capacity from what the bytes can hold, never from the count alone: a
     // forged count must not allocate.
-    let most = (b.len() - VALUE_HEADER_LEN) / RUN_COMMAND_HEADER_LEN;
+    let most = (value.len() - VALUE_HEADER_LEN) / RUN_COMMAND_HEADER_LEN;
     let mut commands = Vec::with_capacity(count.min(most));
-    // One copy of the value's bytes, which every payload is cut from: a
-    // first walk checks the value and finds its end, the second (over the
-    // copy, known good) cuts. Cheaper than an allocation per command.
-    let n = scan_value(b)?;
-    let buf: Arc<[u8]> = Arc::from(&b[..n]);
+    // One copy of the value's bytes, which every payload is cut from:
+    // cheaper than an allocation per command.
+    let buf: Arc<[u8]> = Arc::from(value);
     let base = buf.as_ptr() as usize;
-    walk_value(&buf, |client, seq, payload| {
+    let n = walk_value(&buf, |client, seq, payload| {
         commands.push(Command {
             client,
             seq,
             payload: Payload::slice_of(&buf, payload.as_ptr() as usize - base, payload.len()),
         })
     })?;
-    Ok((commands, n))
+    if n != buf.len() {
+        return Err(MsgError::BadValue {
+            field: "value length",
+            value: 0,
+        });
+    }
+    Ok((commands, buf))
 }
 
 /// Writes `v` at the front of `b`; returns the bytes it took.
@@ -259,6 +276,74 @@ pub fn emit_value_of(commands: &[Command], b: &mut [u8]) -> Result<usize, MsgErr
     Ok(len)
 }
 
+/// Bytes one client's commands, `(sequence number, payload length)` in
+/// order, take as a value (as written, in runs): what [`commands_len`]
+/// gives for the same commands.
+pub fn client_value_len(commands: impl Iterator<Item = (u64, usize)>) -> usize {
+    let mut len = VALUE_HEADER_LEN;
+    let mut prev: Option<u64> = None;
+    for (seq, plen) in commands {
+        if prev.and_then(|p| p.checked_add(1)) != Some(seq) {
+            len += RUN_HEADER_LEN;
+        }
+        len += RUN_COMMAND_HEADER_LEN + plen;
+        prev = Some(seq);
+    }
+    len
+}
+
+/// Writes one client's commands, `(sequence number, payload)` in order, as
+/// a value (in runs) at the front of `b`, byte for byte what
+/// [`emit_value_of`] writes for the same commands; returns the bytes they
+/// took. For a sender that keeps its payloads in its own buffer rather
+/// than as [`Command`]s (the client).
+pub fn emit_client_value<'a>(
+    client: ClientId,
+    commands: impl Iterator<Item = (u64, &'a [u8])> + Clone,
+    b: &mut [u8],
+) -> Result<usize, MsgError> {
+    let len = client_value_len(commands.clone().map(|(s, p)| (s, p.len())));
+    check_room("value", len, b.len())?;
+    let mut count: u16 = 0;
+    let mut at = VALUE_HEADER_LEN;
+    let mut run_len_at = 0;
+    let mut run_len: u16 = 0;
+    let mut prev: Option<u64> = None;
+    for (seq, payload) in commands {
+        count = count.checked_add(1).ok_or(MsgError::TooMany {
+            what: "commands in a value",
+        })?;
+        let plen = u16::try_from(payload.len()).map_err(|_| MsgError::TooMany {
+            what: "payload bytes",
+        })?;
+        if prev.and_then(|p| p.checked_add(1)) == Some(seq) {
+            run_len += 1;
+        } else {
+            if run_len > 0 {
+                b[run_len_at..run_len_at + 2].copy_from_slice(&run_len.to_be_bytes());
+            }
+            b[at..at + 8].copy_from_slice(&client.0.to_be_bytes());
+            b[at + 8..at + 16].copy_from_slice(&seq.to_be_bytes());
+            run_len_at = at + 16;
+            run_len = 1;
+            at += RUN_HEADER_LEN;
+        }
+        b[at..at + 2].copy_from_slice(&plen.to_be_bytes());
+        let start = at + RUN_COMMAND_HEADER_LEN;
+        b[start..start + payload.len()].copy_from_slice(payload);
+        at = start + payload.len();
+        prev = Some(seq);
+    }
+    if run_len > 0 {
+        b[run_len_at..run_len_at + 2].copy_from_slice(&run_len.to_be_bytes());
+    }
+    b[0..2].copy_from_slice(&count.to_be_bytes());
+    b[2] = FORMAT_RUNS;
+    b[3] = 0;
+    debug_assert_eq!(at, len);
+    Ok(len)
+}
+
 /// Reads `count` entries from `b`.
 pub fn parse_entries(b: &[u8], count: usize, with_ballot: bool) -> Result<Vec<Entry>, MsgError> {
     let head = if with_ballot { 16 } else { 8 };
@@ -281,6 +366,50 @@ pub fn parse_entries(b: &[u8], count: usize, with_ballot: bool) -> Result<Vec<En
         at += head + n;
     }
     Ok(out)
+}
+
+/// The `count` entries without ballots (instance, value) at the front of
+/// `list`, in place: each instance and its value's bytes (checked, and
+/// measured, by one walk), for a receiver that reads only some values or
+/// builds them its own way. A malformed entry is an error, and ends the
+/// list; a receiver that must change nothing on malformed input holds
+/// back what it read until the list has ended well.
+pub fn entry_bytes(list: &[u8], count: usize) -> EntryBytes<'_> {
+    EntryBytes { list, left: count }
+}
+
+/// The entries of a list, in place ([`entry_bytes`]).
+#[derive(Debug, Clone)]
+pub struct EntryBytes<'a> {
+    list: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for EntryBytes<'a> {
+    type Item = Result<(Instance, &'a [u8]), MsgError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let entry = (|| {
+            check_len("entry", 8, self.list.len())?;
+            let n = scan_value(&self.list[8..])?;
+            Ok((get_u64(self.list, 0..8), 8 + n))
+        })();
+        match entry {
+            Ok((instance, end)) => {
+                let value = &self.list[8..end];
+                self.list = &self.list[end..];
+                Some(Ok((instance, value)))
+            }
+            Err(e) => {
+                self.left = 0;
+                Some(Err(e))
+            }
+        }
+    }
 }
 
 /// Writes `entries` at the front of `b`; returns the bytes they took.
@@ -393,6 +522,65 @@ mod tests {
         assert!(parse_value(&[0xff, 0xff, 0, 0]).is_err());
         assert!(parse_value(&[0xff, 0xff, 1, 0]).is_err());
         assert!(parse_entries(&[0; 8], usize::from(u16::MAX), true).is_err());
+    }
+
+    #[test]
+    fn a_client_value_from_its_own_buffer_is_written_as_from_commands() {
+        let cs = [
+            command(7, 9, b"abc"),
+            command(7, 10, b"d"),
+            command(7, 12, b""),
+            command(7, u64::MAX, b"e"),
+        ];
+        for n in 0..=cs.len() {
+            let mut want = [0u8; 128];
+            let len = emit_value_of(&cs[..n], &mut want).unwrap();
+            let items = cs[..n].iter().map(|c| (c.seq, &c.payload[..]));
+            let mut got = [0u8; 128];
+            assert_eq!(
+                emit_client_value(ClientId(7), items.clone(), &mut got),
+                Ok(len)
+            );
+            assert_eq!(got[..len], want[..len], "{n} commands");
+            assert_eq!(client_value_len(items.map(|(s, p)| (s, p.len()))), len);
+            assert!(
+                emit_client_value(
+                    ClientId(7),
+                    cs[..n].iter().map(|c| (c.seq, &c.payload[..])),
+                    &mut got[..len - 1]
+                )
+                .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn value_bytes_must_be_one_whole_value() {
+        let (commands, buf) = parse_value_bytes(&RUNS).unwrap();
+        assert_eq!(Value::batch(commands), parse_value(&RUNS).unwrap().0);
+        assert_eq!(&buf[..], &RUNS[..]);
+        let mut longer = RUNS.to_vec();
+        longer.push(0);
+        assert!(parse_value_bytes(&longer).is_err(), "a byte past the value");
+        assert!(parse_value_bytes(&RUNS[..RUNS.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn entries_in_place_are_checked_one_by_one() {
+        let mut list = Vec::new();
+        for (instance, v) in [(4u64, &PLAIN[..]), (9, &RUNS[..])] {
+            list.extend_from_slice(&instance.to_be_bytes());
+            list.extend_from_slice(v);
+        }
+        let got: Vec<_> = entry_bytes(&list, 2).collect::<Result<_, _>>().unwrap();
+        assert_eq!(got, vec![(4, &PLAIN[..]), (9, &RUNS[..])]);
+        assert_eq!(entry_bytes(&list, 1).count(), 1, "the count rules");
+        // Cut inside the second value: the first comes, then an error, then
+        // nothing.
+        let mut it = entry_bytes(&list[..list.len() - 1], 3);
+        assert_eq!(it.next(), Some(Ok((4, &PLAIN[..]))));
+        assert!(matches!(it.next(), Some(Err(_))));
+        assert_eq!(it.next(), None);
     }
 
     #[test]
