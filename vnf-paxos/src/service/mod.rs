@@ -461,14 +461,17 @@ impl PaxosService {
         // accepts at acceptors (which build no message values for them),
         // votes at coordinators and learners (which build an instance's
         // value once, not once per vote, and a coordinator none for a
-        // `Voted`).
+        // `Voted`), announcements at learners (which build only the values
+        // they had not learned).
         let msg_type = NfvHeader::new_checked(f.payload()).map_or(0, |h| h.msg_type());
         let by_bytes = match &self.core {
             Core::Acceptor(_) => msg_type == u8::from(MsgType::Accept),
             Core::Coordinator(_) => {
                 msg_type == u8::from(MsgType::Accepted) || msg_type == u8::from(MsgType::Voted)
             }
-            Core::Learner(_) => msg_type == u8::from(MsgType::Accepted),
+            Core::Learner(_) => {
+                msg_type == u8::from(MsgType::Accepted) || msg_type == u8::from(MsgType::Decided)
+            }
         };
         if by_bytes {
             let from = self.peers.sender(&f.spec().reversed(), false, now);
