@@ -499,12 +499,8 @@ impl Coordinator {
             self.answer(to, cmd.client, cmd.seq, instance.unwrap_or(Instance::MAX));
             return;
         }
-        match self.pending.get_mut(cmd.client, cmd.seq) {
-            Some(pending) => *pending = Some(to),
-            None => {
-                self.pending.insert(cmd.client, cmd.seq, Some(to));
-                self.queue.push_back(cmd);
-            }
+        if self.pending.insert(cmd.client, cmd.seq, Some(to)) {
+            self.queue.push_back(cmd);
         }
     }
 

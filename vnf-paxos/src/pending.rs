@@ -118,34 +118,32 @@ impl<T> Pending<T> {
         self.far.get(&(client, seq))
     }
 
-    /// The value of `(client, seq)`, if pending, to change.
-    pub(crate) fn get_mut(&mut self, client: ClientId, seq: u64) -> Option<&mut T> {
+    /// Makes `(client, seq)` pending with `value`, or gives it `value` if it
+    /// is pending already; true when it was not.
+    pub(crate) fn insert(&mut self, client: ClientId, seq: u64, value: T) -> bool {
         if !self.far.is_empty()
             && let Some(v) = self.far.get_mut(&(client, seq))
         {
-            return Some(v);
-        }
-        self.rings.get_mut(&client)?.slot_mut(seq)?.as_mut()
-    }
-
-    /// Makes `(client, seq)` pending with `value`, or gives it `value` if it
-    /// is pending already.
-    pub(crate) fn insert(&mut self, client: ClientId, seq: u64, value: T) {
-        if let Some(v) = self.get_mut(client, seq) {
             *v = value;
-            return;
+            return false;
         }
-        if !self.rings.contains_key(&client) && self.rings.len() >= self.sweep_at {
+        if self.rings.len() >= self.sweep_at && !self.rings.contains_key(&client) {
             self.rings.retain(|_, r| !r.slots.is_empty());
             self.sweep_at = SWEEP_AT.max(2 * self.rings.len());
         }
+        // One lookup of the client on the way in, found or made.
         let ring = self.rings.entry(client).or_insert_with(|| Ring {
             base: seq,
             slots: VecDeque::new(),
         });
+        if let Some(Some(v)) = ring.slot_mut(seq) {
+            *v = value;
+            return false;
+        }
         if let Err(value) = ring.put(seq, value) {
             self.far.insert((client, seq), value);
         }
+        true
     }
 
     /// No longer pending: its value, if it was.
@@ -225,10 +223,10 @@ mod tests {
             for (op, client, seq, value) in ops {
                 let c = ClientId(client);
                 match op {
-                    0 => {
-                        p.insert(c, seq, value);
-                        model.insert((c, seq), value);
-                    }
+                    0 => prop_assert_eq!(
+                        p.insert(c, seq, value),
+                        model.insert((c, seq), value).is_none()
+                    ),
                     1 => prop_assert_eq!(p.remove(c, seq), model.remove(&(c, seq))),
                     _ => prop_assert_eq!(p.get(c, seq), model.get(&(c, seq))),
                 }
