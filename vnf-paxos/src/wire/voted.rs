@@ -18,7 +18,7 @@
 //! a full instance per decision). A vote without its value counts only
 //! where its ballot's value is known (see the crate docs, Phase 2).
 
-use super::{Field, MsgError, check_len, check_room, get_acceptor, get_u16, get_u64, set_acceptor};
+use super::{Field, MsgError, check_len, check_room, get_acceptor, get_u16, get_u64};
 use crate::{AcceptorId, Ballot, Instance};
 
 /// Length of the fixed part.
@@ -126,19 +126,15 @@ impl Repr {
 }
 
 /// Writes the fixed part of a voted at the front of `b`, for a sender that
-/// appends the instances itself (the acceptor copies them from the accept).
+/// appends the instances itself (the acceptor copies them from the
+/// accept): the fixed part is an accepted's.
 pub fn emit_header(
     b: &mut [u8],
     ballot: Ballot,
     acceptor: AcceptorId,
     count: u16,
 ) -> Result<(), MsgError> {
-    check_room("voted", HEADER_LEN, b.len())?;
-    b[field::BALLOT].copy_from_slice(&ballot.to_u64().to_be_bytes());
-    set_acceptor(b, field::ACCEPTOR, acceptor);
-    b[field::COUNT].copy_from_slice(&count.to_be_bytes());
-    b[18..HEADER_LEN].fill(0);
-    Ok(())
+    super::accepted::emit_header(b, ballot, acceptor, count)
 }
 
 #[cfg(test)]
