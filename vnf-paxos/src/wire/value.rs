@@ -234,46 +234,10 @@ pub fn emit_value(v: &Value, b: &mut [u8]) -> Result<usize, MsgError> {
 /// Writes `commands` as a value (in runs) at the front of `b`; returns the
 /// bytes they took.
 pub fn emit_value_of(commands: &[Command], b: &mut [u8]) -> Result<usize, MsgError> {
-    let len = commands_len(commands);
-    check_room("value", len, b.len())?;
-    let count = u16::try_from(commands.len()).map_err(|_| MsgError::TooMany {
-        what: "commands in a value",
-    })?;
-    b[0..2].copy_from_slice(&count.to_be_bytes());
-    b[2] = FORMAT_RUNS;
-    b[3] = 0;
-    let mut at = VALUE_HEADER_LEN;
-    // Where the open run's length goes, and its length so far.
-    let mut run_len_at = 0;
-    let mut run_len: u16 = 0;
-    let mut prev = None;
-    for c in commands {
-        let plen = u16::try_from(c.payload.len()).map_err(|_| MsgError::TooMany {
-            what: "payload bytes",
-        })?;
-        if continues(prev, c) {
-            run_len += 1;
-        } else {
-            if run_len > 0 {
-                b[run_len_at..run_len_at + 2].copy_from_slice(&run_len.to_be_bytes());
-            }
-            b[at..at + 8].copy_from_slice(&c.client.0.to_be_bytes());
-            b[at + 8..at + 16].copy_from_slice(&c.seq.to_be_bytes());
-            run_len_at = at + 16;
-            run_len = 1;
-            at += RUN_HEADER_LEN;
-        }
-        b[at..at + 2].copy_from_slice(&plen.to_be_bytes());
-        let start = at + RUN_COMMAND_HEADER_LEN;
-        b[start..start + c.payload.len()].copy_from_slice(&c.payload);
-        at = start + c.payload.len();
-        prev = Some(c);
-    }
-    if run_len > 0 {
-        b[run_len_at..run_len_at + 2].copy_from_slice(&run_len.to_be_bytes());
-    }
-    debug_assert_eq!(at, len);
-    Ok(len)
+    emit_runs(
+        commands.iter().map(|c| (c.client, c.seq, &c.payload[..])),
+        b,
+    )
 }
 
 /// Bytes one client's commands, `(sequence number, payload length)` in
@@ -302,21 +266,44 @@ pub fn emit_client_value<'a>(
     commands: impl Iterator<Item = (u64, &'a [u8])> + Clone,
     b: &mut [u8],
 ) -> Result<usize, MsgError> {
-    let len = client_value_len(commands.clone().map(|(s, p)| (s, p.len())));
+    emit_runs(commands.map(move |(seq, p)| (client, seq, p)), b)
+}
+
+/// Writes commands, `(client, sequence number, payload)` in order, as a
+/// value in runs at the front of `b`; returns the bytes they took. A
+/// command continues the open run when it is the same client's next
+/// number.
+fn emit_runs<'a>(
+    commands: impl Iterator<Item = (ClientId, u64, &'a [u8])> + Clone,
+    b: &mut [u8],
+) -> Result<usize, MsgError> {
+    let continues = |prev: Option<(ClientId, u64)>, client, seq: u64| {
+        prev.is_some_and(|(c, s)| c == client && s.checked_add(1) == Some(seq))
+    };
+    let mut len = VALUE_HEADER_LEN;
+    let mut prev = None;
+    for (client, seq, payload) in commands.clone() {
+        if !continues(prev, client, seq) {
+            len += RUN_HEADER_LEN;
+        }
+        len += RUN_COMMAND_HEADER_LEN + payload.len();
+        prev = Some((client, seq));
+    }
     check_room("value", len, b.len())?;
     let mut count: u16 = 0;
     let mut at = VALUE_HEADER_LEN;
+    // Where the open run's length goes, and its length so far.
     let mut run_len_at = 0;
     let mut run_len: u16 = 0;
-    let mut prev: Option<u64> = None;
-    for (seq, payload) in commands {
+    let mut prev = None;
+    for (client, seq, payload) in commands {
         count = count.checked_add(1).ok_or(MsgError::TooMany {
             what: "commands in a value",
         })?;
         let plen = u16::try_from(payload.len()).map_err(|_| MsgError::TooMany {
             what: "payload bytes",
         })?;
-        if prev.and_then(|p| p.checked_add(1)) == Some(seq) {
+        if continues(prev, client, seq) {
             run_len += 1;
         } else {
             if run_len > 0 {
@@ -332,7 +319,7 @@ pub fn emit_client_value<'a>(
         let start = at + RUN_COMMAND_HEADER_LEN;
         b[start..start + payload.len()].copy_from_slice(payload);
         at = start + payload.len();
-        prev = Some(seq);
+        prev = Some((client, seq));
     }
     if run_len > 0 {
         b[run_len_at..run_len_at + 2].copy_from_slice(&run_len.to_be_bytes());
