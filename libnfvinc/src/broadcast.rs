@@ -51,6 +51,7 @@ use vnf_sequencer::{
     Dest, Event, Member, MemberConfig, MemberCounters, Mode, ProcessId, SendError, Transmit,
 };
 
+use crate::datagrams::Datagrams;
 use crate::direct::{self, DirectAuth};
 
 /// Deliveries queued for the application before the oldest are dropped.
@@ -378,75 +379,6 @@ fn send_many(socket: &UdpSocket, bufs: &[Vec<u8>], lens: &[usize], to: &[SocketA
         } else {
             done += r as usize;
         }
-    }
-}
-
-/// The background thread's receive buffers, with the `recvmmsg` headers
-/// that point at them built once rather than zeroed and filled in at
-/// every read (two reads per wake-up; fifty members wake thousands of
-/// times a second). Built on the thread that uses it: it holds pointers
-/// into its own buffers.
-struct Datagrams {
-    bufs: Vec<Vec<u8>>,
-    /// One per buffer, pointing at it; never reallocated.
-    iov: Vec<libc::iovec>,
-    /// One per buffer, pointing at its `iov`; the kernel writes each
-    /// datagram's length into `msg_len`.
-    msgs: Vec<libc::mmsghdr>,
-}
-
-impl Datagrams {
-    fn new() -> Self {
-        let mut bufs: Vec<Vec<u8>> = (0..DRAIN).map(|_| vec![0u8; BUF]).collect();
-        let mut iov: Vec<libc::iovec> = bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        let msgs = iov
-            .iter_mut()
-            .map(|v| {
-                // SAFETY: all-zero bytes are valid for this plain C struct.
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_iov = v;
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
-        Datagrams { bufs, iov, msgs }
-    }
-
-    /// Receives into the buffers from `from` on, as many datagrams as are
-    /// there and fit, with one `recvmmsg`, without blocking. Returns how
-    /// many.
-    fn recv(&mut self, socket: &UdpSocket, from: usize) -> usize {
-        let n = self.iov.len().saturating_sub(from);
-        if n == 0 {
-            return 0;
-        }
-        // SAFETY: `msgs[from..]` are `n` headers, each pointing at its own
-        // live, writable buffer through `iov` (neither is ever resized);
-        // the socket is non-blocking, and no timeout is passed.
-        let r = unsafe {
-            libc::recvmmsg(
-                socket.as_raw_fd(),
-                self.msgs[from..].as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        // Below zero: nothing there, or an ICMP error from a peer that is
-        // down.
-        r.max(0) as usize
-    }
-
-    /// Datagram `i` of the last reads.
-    fn get(&self, i: usize) -> &[u8] {
-        let len = (self.msgs[i].msg_len as usize).min(self.bufs[i].len());
-        &self.bufs[i][..len]
     }
 }
 
@@ -872,7 +804,7 @@ impl Drop for Broadcast {
 
 /// The background thread: receive, run timers, send, queue deliveries.
 fn run(shared: &Shared) {
-    let mut inbox = Datagrams::new();
+    let mut inbox = Datagrams::new(DRAIN, BUF);
     let mut out = match shared.state.lock() {
         Ok(st) => Outgoing::new(st.scratch.len()),
         Err(_) => return,
@@ -906,9 +838,11 @@ fn run(shared: &Shared) {
             shared.changed.notify_all();
             return;
         }
-        let mut n = inbox.recv(&shared.socket, 0);
+        // Errors (nothing there, an ICMP error from a peer that is down)
+        // read as nothing.
+        let mut n = inbox.recv(&shared.socket, 0).unwrap_or(0);
         if let Some(m) = &shared.mcast {
-            n += inbox.recv(m, n);
+            n += inbox.recv(m, n).unwrap_or(0);
         }
         let Ok(mut st) = shared.state.lock() else {
             return;

@@ -48,6 +48,7 @@ use dataplane::time::Time;
 use dataplane::wire::nfvinc::NfvHeader;
 use vnf_paxos::service::{acceptor_node, coordinator_node, learner_node};
 
+use crate::datagrams::Datagrams;
 use crate::direct::{self, DirectAuth};
 use vnf_paxos::wire::{Message, MsgType, fetch};
 use vnf_paxos::{
@@ -572,7 +573,9 @@ impl Drop for Consensus {
 
 /// The receiving thread: messages in, timers, subscription keepalives.
 fn run(shared: &Shared) {
-    let mut buf = vec![0u8; BUF];
+    // Up to a whole UDP payload each, as `recv_from` took: only the pages
+    // datagrams reach are touched.
+    let mut inbox = Datagrams::with_senders(DRAIN, BUF);
     let mut out = vec![0u8; BUF];
     let mut next_keepalive = Instant::now();
     let fail = |e: io::Error| {
@@ -607,12 +610,14 @@ fn run(shared: &Shared) {
         };
         let now = Time::monotonic_now();
         let mut woke = false;
-        // Everything queued, up to a bound, under one lock.
-        idle = true;
-        for _ in 0..DRAIN {
-            let (n, from) = match shared.socket.recv_from(&mut buf) {
-                Ok((n, SocketAddr::V4(from))) => (n, from),
-                Ok(_) => continue,
+        // Everything queued, up to a bound, under one lock: a
+        // `recvmmsg` takes all that is there (up to the bound) at once.
+        // Datagrams (and errors) taken, each counted as the `recv_from`
+        // it used to be.
+        let mut taken = 0;
+        while taken < inbox.capacity() {
+            let n = match inbox.recv(&shared.socket, taken) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e)
                     if matches!(
@@ -620,6 +625,7 @@ fn run(shared: &Shared) {
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused
                     ) =>
                 {
+                    taken += 1;
                     continue;
                 }
                 Err(e) => {
@@ -627,29 +633,47 @@ fn run(shared: &Shared) {
                     return fail(e);
                 }
             };
-            idle = false;
-            let Some(node) = shared.book.node_of(from) else {
-                continue;
-            };
-            if !direct::genuine(shared.book.auth.as_ref(), &buf[..n]) {
-                // A forged reply or vote must count for nothing.
-                st.refused += 1;
-                continue;
-            }
-            let to_client = NfvHeader::new_checked(&buf[..n]).is_ok_and(|h| {
-                h.msg_type() == u8::from(MsgType::Reply)
-                    || h.msg_type() == u8::from(MsgType::Replies)
-            });
-            if to_client {
-                if let Ok((_, msg)) = Message::parse_nfv(&buf[..n]) {
-                    st.client.handle(now, node, msg);
+            for i in taken..taken + n {
+                let Some(from) = inbox.sender(i) else {
+                    continue;
+                };
+                let Some(node) = shared.book.node_of(from) else {
+                    continue;
+                };
+                let msg = inbox.get(i);
+                if !direct::genuine(shared.book.auth.as_ref(), msg) {
+                    // A forged reply or vote must count for nothing.
+                    st.refused += 1;
+                    continue;
                 }
-            } else if let Some(l) = st.learner.as_mut() {
-                // Votes by their bytes: an instance's value is built once,
-                // not once per vote. Malformed input changes nothing.
-                let _ = l.handle_nfv(now, node, &buf[..n]);
+                let to_client = NfvHeader::new_checked(msg).is_ok_and(|h| {
+                    h.msg_type() == u8::from(MsgType::Reply)
+                        || h.msg_type() == u8::from(MsgType::Replies)
+                });
+                if to_client {
+                    if let Ok((_, msg)) = Message::parse_nfv(msg) {
+                        st.client.handle(now, node, msg);
+                    }
+                } else if let Some(l) = st.learner.as_mut() {
+                    // Votes by their bytes: an instance's value is built
+                    // once, not once per vote. Malformed input changes
+                    // nothing.
+                    let _ = l.handle_nfv(now, node, msg);
+                }
+            }
+            let asked = inbox.capacity() - taken;
+            taken += n;
+            if n < asked {
+                // The queue ran dry during the read: asking again would
+                // only find it empty.
+                break;
             }
         }
+        // Stopped by the bound, more may be queued: read again at once.
+        // Else the queue ran dry: wait in ppoll, which returns at once
+        // for what arrived meanwhile (a read that finds nothing would
+        // cost the same call and a pass more).
+        idle = taken < inbox.capacity();
         if st.client.poll_timeout().is_some_and(|t| t <= now) {
             st.client.handle_timeout(now);
         }

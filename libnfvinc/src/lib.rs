@@ -17,6 +17,7 @@
 
 pub mod broadcast;
 pub mod consensus;
+mod datagrams;
 pub mod direct;
 pub mod fd;
 pub mod rest;

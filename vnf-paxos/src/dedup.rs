@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::{ClientId, Instance};
+use crate::{ClientId, Command, Instance};
 
 /// A hash map with a fast hasher, keyed per process (the keys are client
 /// ids and sequence numbers, which clients choose).
@@ -68,11 +68,155 @@ impl Dedup {
         }
         true
     }
+
+    /// Records `client`'s numbers `first..first + n` as decided in
+    /// `instance` in one step when they directly follow its watermark and
+    /// nothing above it was seen (the steady case: a value carries each
+    /// client's commands as such a run); true then, as `n` calls of
+    /// [`Dedup::insert`] would all have been. Otherwise records nothing
+    /// and returns false, for the caller to insert them one by one.
+    pub(crate) fn insert_run(
+        &mut self,
+        client: ClientId,
+        first: u64,
+        n: u64,
+        _instance: Instance,
+    ) -> bool {
+        let Some(last) = n.checked_sub(1) else {
+            return true;
+        };
+        let s = self.clients.entry(client).or_default();
+        if !s.above.is_empty() || s.low.checked_add(1) != Some(first) {
+            return false;
+        }
+        let Some(last) = first.checked_add(last) else {
+            return false;
+        };
+        s.low = last;
+        true
+    }
+
+    /// Keeps, in order, the commands not seen before and records them as
+    /// decided in `instance`: exactly what
+    /// `commands.retain(|c| self.insert(c.client, c.seq, instance))` keeps
+    /// and records, but with one lookup per run of a client's consecutive
+    /// numbers rather than one per command.
+    pub(crate) fn retain_new(&mut self, commands: &mut Vec<Command>, instance: Instance) {
+        let len = commands.len();
+        // Commands kept so far, moved to the front.
+        let mut kept = 0;
+        let mut start = 0;
+        while start < len {
+            let (client, first) = (commands[start].client, commands[start].seq);
+            let mut end = start + 1;
+            while end < len
+                && commands[end].client == client
+                && commands[end - 1].seq.checked_add(1) == Some(commands[end].seq)
+            {
+                end += 1;
+            }
+            let all_new = self.insert_run(client, first, (end - start) as u64, instance);
+            if all_new && kept == start {
+                // Nothing dropped so far: nothing to move.
+                kept = end;
+            } else {
+                for i in start..end {
+                    let c = &commands[i];
+                    if all_new || self.insert(c.client, c.seq, instance) {
+                        commands.swap(kept, i);
+                        kept += 1;
+                    }
+                }
+            }
+            start = end;
+        }
+        commands.truncate(kept);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn command(client: u64, seq: u64) -> Command {
+        Command {
+            client: ClientId(client),
+            seq,
+            payload: (&b"pay"[..]).into(),
+        }
+    }
+
+    /// Every answer `get` gives over the numbers the tests use.
+    fn seen(d: &Dedup) -> Vec<Option<Option<Instance>>> {
+        (0..4)
+            .flat_map(|c| (0..80).map(move |s| (c, s)))
+            .map(|(c, s)| d.get(ClientId(c), s))
+            .collect()
+    }
+
+    #[test]
+    fn a_run_on_the_watermark_moves_it_at_once() {
+        let c = ClientId(7);
+        let mut d = Dedup::default();
+        assert!(d.insert_run(c, 1, 5, 1));
+        assert_eq!(d.get(c, 5), Some(None));
+        assert_eq!(d.get(c, 6), None);
+        // Not on the watermark, or with numbers above it: left to insert.
+        assert!(!d.insert_run(c, 8, 2, 2));
+        assert!(!d.insert_run(c, 3, 4, 2));
+        assert!(d.insert(c, 8, 2));
+        assert!(!d.insert_run(c, 6, 1, 3));
+        assert_eq!(d.get(c, 6), None, "a refused run records nothing");
+        assert!(d.insert_run(c, 6, 0, 3), "an empty run");
+        assert!(!d.insert_run(c, u64::MAX, 2, 3));
+    }
+
+    #[test]
+    fn retain_new_drops_what_was_seen_in_order() {
+        let mut d = Dedup::default();
+        let mut first = vec![command(1, 1), command(1, 2), command(2, 5)];
+        d.retain_new(&mut first, 1);
+        assert_eq!(first.len(), 3);
+        let mut again = vec![
+            command(1, 2),
+            command(1, 3),
+            command(2, 5),
+            command(2, 6),
+            command(1, 3),
+        ];
+        d.retain_new(&mut again, 2);
+        let kept: Vec<_> = again.iter().map(|c| (c.client.0, c.seq)).collect();
+        assert_eq!(kept, [(1, 3), (2, 6)]);
+    }
+
+    proptest! {
+        /// Values as runs (with repeats, overlaps and holes): retain_new
+        /// keeps and records exactly what per-command inserts do.
+        #[test]
+        fn retain_new_is_per_command_insert(
+            values in prop::collection::vec(
+                prop::collection::vec((0u64..4, 0u64..60, 1u64..12), 0..6),
+                1..30,
+            ),
+        ) {
+            let mut fast = Dedup::default();
+            let mut model = Dedup::default();
+            for (instance, runs) in values.iter().enumerate() {
+                let instance = instance as Instance;
+                let commands: Vec<Command> = runs
+                    .iter()
+                    .flat_map(|&(c, first, n)| (first..first + n).map(move |s| command(c, s)))
+                    .collect();
+                let mut expect = commands.clone();
+                expect.retain(|c| model.insert(c.client, c.seq, instance));
+                let mut got = commands;
+                fast.retain_new(&mut got, instance);
+                prop_assert_eq!(&got, &expect);
+                prop_assert_eq!(seen(&fast), seen(&model));
+            }
+        }
+    }
 
     #[test]
     fn out_of_order_numbers_compact_into_the_watermark() {

@@ -324,19 +324,15 @@ impl Learner {
         let instance = self.next;
         let (commands, kept) = match d {
             Decision::Built(v) => {
-                // Sized once: a filtered iterator would grow it step by
-                // step.
-                let mut commands = Vec::with_capacity(v.commands().len());
-                commands.extend(
-                    v.commands()
-                        .iter()
-                        .filter(|c| self.dedup.insert(c.client, c.seq, instance))
-                        .cloned(),
-                );
+                // Copied whole (sized once), the few seen before dropped
+                // after.
+                let mut commands = v.commands().to_vec();
+                self.dedup.retain_new(&mut commands, instance);
                 (commands, Kept::Value(v))
             }
             Decision::Read(mut commands, bytes) => {
-                commands.retain(|c| self.dedup.insert(c.client, c.seq, instance));
+                // A lookup per run of a client's numbers, not per command.
+                self.dedup.retain_new(&mut commands, instance);
                 (commands, Kept::Bytes(bytes))
             }
         };
