@@ -763,7 +763,7 @@ impl Acceptor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ClientId, Command};
+    use crate::Command;
 
     fn accept(ballot: Ballot, instance: Instance) -> Message {
         Message::Accept(accept::Repr {
@@ -772,11 +772,7 @@ mod tests {
             entries: vec![Entry {
                 instance,
                 ballot: Ballot::ZERO,
-                value: Value::batch(vec![Command {
-                    client: ClientId(9),
-                    seq: instance + 1,
-                    payload: (&b"set x 1"[..]).into(),
-                }]),
+                value: Value::batch(vec![Command::of(9, instance + 1, b"set x 1")]),
             }],
         })
     }

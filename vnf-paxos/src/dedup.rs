@@ -140,11 +140,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn command(client: u64, seq: u64) -> Command {
-        Command {
-            client: ClientId(client),
-            seq,
-            payload: (&b"pay"[..]).into(),
-        }
+        Command::of(client, seq, b"pay")
     }
 
     /// Every answer `get` gives over the numbers the tests use.

@@ -400,14 +400,9 @@ impl Learner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ClientId;
 
     fn command(client: u64, seq: u64) -> Command {
-        Command {
-            client: ClientId(client),
-            seq,
-            payload: (&b"pay"[..]).into(),
-        }
+        Command::of(client, seq, b"pay")
     }
 
     fn decided(entries: &[(Instance, &[Command])]) -> Vec<u8> {

@@ -203,6 +203,17 @@ impl Command {
             + crate::wire::value::RUN_COMMAND_HEADER_LEN
             + self.payload.len()
     }
+
+    /// Client `client`'s command `seq` carrying `payload`: the unit tests'
+    /// shorthand.
+    #[cfg(test)]
+    pub(crate) fn of(client: u64, seq: u64, payload: &[u8]) -> Self {
+        Command {
+            client: ClientId(client),
+            seq,
+            payload: payload.into(),
+        }
+    }
 }
 
 /// What one instance decides: a batch of commands, in order. An empty batch

@@ -447,11 +447,7 @@ mod tests {
     ];
 
     fn command(client: u64, seq: u64, payload: &[u8]) -> Command {
-        Command {
-            client: ClientId(client),
-            seq,
-            payload: payload.into(),
-        }
+        Command::of(client, seq, payload)
     }
 
     #[test]
