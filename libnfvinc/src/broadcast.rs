@@ -51,7 +51,7 @@ use vnf_sequencer::{
     Dest, Event, Member, MemberConfig, MemberCounters, Mode, ProcessId, SendError, Transmit,
 };
 
-use crate::datagrams::Datagrams;
+use crate::datagrams::{Datagrams, wait_readable};
 use crate::direct::{self, DirectAuth};
 
 /// Deliveries queued for the application before the oldest are dropped.
@@ -429,32 +429,6 @@ impl std::fmt::Debug for Broadcast {
             .field("member", &self.id)
             .finish_non_exhaustive()
     }
-}
-
-/// Waits until `fd` is readable or `timeout` passes.
-fn wait_readable(fds: &[std::os::fd::RawFd], timeout: Duration) -> io::Result<()> {
-    let mut p = [libc::pollfd {
-        fd: -1,
-        events: libc::POLLIN,
-        revents: 0,
-    }; 2];
-    let n = fds.len().min(2);
-    for (p, &fd) in p.iter_mut().zip(fds) {
-        p.fd = fd;
-    }
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
-    // SAFETY: `n` valid pollfds and a valid timespec; no signal mask.
-    let r = unsafe { libc::ppoll(p.as_mut_ptr(), n as libc::nfds_t, &ts, std::ptr::null()) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-    Ok(())
 }
 
 /// A socket bound to multicast `group` (shared with other members on this

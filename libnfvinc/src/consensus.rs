@@ -48,7 +48,7 @@ use dataplane::time::Time;
 use dataplane::wire::nfvinc::NfvHeader;
 use vnf_paxos::service::{acceptor_node, coordinator_node, learner_node};
 
-use crate::datagrams::Datagrams;
+use crate::datagrams::{Datagrams, wait_readable};
 use crate::direct::{self, DirectAuth};
 use vnf_paxos::wire::{Message, MsgType, fetch};
 use vnf_paxos::{
@@ -326,28 +326,6 @@ const BUF: usize = 65_536;
 /// Datagrams taken per lock of the state.
 const DRAIN: usize = 64;
 
-/// Waits until `fd` is readable or `timeout` passes.
-fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) -> io::Result<()> {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
-    // SAFETY: one valid pollfd and a valid timespec; no signal mask.
-    let r = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
 impl Consensus {
     /// Opens a handle: binds its socket and starts its thread.
     pub fn connect(cfg: ConsensusConfig) -> Result<Self, ConsensusError> {
@@ -601,7 +579,7 @@ fn run(shared: &Shared) {
                     .min(Duration::from_millis(10))
                     .max(Duration::from_micros(50))
             };
-            if let Err(e) = wait_readable(fd, wait) {
+            if let Err(e) = wait_readable(&[fd], wait) {
                 return fail(e);
             }
         }

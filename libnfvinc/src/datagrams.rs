@@ -1,10 +1,39 @@
 //! Datagrams received in batches: one `recvmmsg` takes as many as are
-//! queued and fit, instead of a `recv_from` each. The broadcast member's
-//! and the consensus handle's background threads read so.
+//! queued and fit, instead of a `recv_from` each, and [`wait_readable`]
+//! sleeps until there are some. The broadcast member's and the consensus
+//! handle's background threads read so.
 
 use std::io;
 use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Waits until one of `fds` (at most two) is readable or `timeout` passes:
+/// how a background thread sleeps between reads.
+pub(crate) fn wait_readable(fds: &[std::os::fd::RawFd], timeout: Duration) -> io::Result<()> {
+    let mut p = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; 2];
+    let n = fds.len().min(2);
+    for (p, &fd) in p.iter_mut().zip(fds) {
+        p.fd = fd;
+    }
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `n` valid pollfds and a valid timespec; no signal mask.
+    let r = unsafe { libc::ppoll(p.as_mut_ptr(), n as libc::nfds_t, &ts, std::ptr::null()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
 
 /// A background thread's receive buffers, with the `recvmmsg` headers
 /// that point at them built once rather than zeroed and filled in at
