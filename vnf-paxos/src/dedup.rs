@@ -69,19 +69,13 @@ impl Dedup {
         true
     }
 
-    /// Records `client`'s numbers `first..first + n` as decided in
-    /// `instance` in one step when they directly follow its watermark and
-    /// nothing above it was seen (the steady case: a value carries each
+    /// Records `client`'s numbers `first..first + n` as seen in one step
+    /// when they directly follow its watermark and nothing above it was
+    /// seen (numbers under the watermark keep no instance) (the steady case: a value carries each
     /// client's commands as such a run); true then, as `n` calls of
     /// [`Dedup::insert`] would all have been. Otherwise records nothing
     /// and returns false, for the caller to insert them one by one.
-    pub(crate) fn insert_run(
-        &mut self,
-        client: ClientId,
-        first: u64,
-        n: u64,
-        _instance: Instance,
-    ) -> bool {
+    fn insert_run(&mut self, client: ClientId, first: u64, n: u64) -> bool {
         let Some(last) = n.checked_sub(1) else {
             return true;
         };
@@ -115,7 +109,7 @@ impl Dedup {
             {
                 end += 1;
             }
-            let all_new = self.insert_run(client, first, (end - start) as u64, instance);
+            let all_new = self.insert_run(client, first, (end - start) as u64);
             if all_new && kept == start {
                 // Nothing dropped so far: nothing to move.
                 kept = end;
@@ -155,17 +149,17 @@ mod tests {
     fn a_run_on_the_watermark_moves_it_at_once() {
         let c = ClientId(7);
         let mut d = Dedup::default();
-        assert!(d.insert_run(c, 1, 5, 1));
+        assert!(d.insert_run(c, 1, 5));
         assert_eq!(d.get(c, 5), Some(None));
         assert_eq!(d.get(c, 6), None);
         // Not on the watermark, or with numbers above it: left to insert.
-        assert!(!d.insert_run(c, 8, 2, 2));
-        assert!(!d.insert_run(c, 3, 4, 2));
+        assert!(!d.insert_run(c, 8, 2));
+        assert!(!d.insert_run(c, 3, 4));
         assert!(d.insert(c, 8, 2));
-        assert!(!d.insert_run(c, 6, 1, 3));
+        assert!(!d.insert_run(c, 6, 1));
         assert_eq!(d.get(c, 6), None, "a refused run records nothing");
-        assert!(d.insert_run(c, 6, 0, 3), "an empty run");
-        assert!(!d.insert_run(c, u64::MAX, 2, 3));
+        assert!(d.insert_run(c, 6, 0), "an empty run");
+        assert!(!d.insert_run(c, u64::MAX, 2));
     }
 
     #[test]
