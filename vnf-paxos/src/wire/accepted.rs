@@ -16,7 +16,7 @@
 //! The vote carries the value, so that a learner can learn from a quorum of
 //! votes without waiting for the leader.
 
-use super::value::{Entry, count_u16, emit_entries, entry_len, parse_entries, scan_value};
+use super::value::{Entry, count_u16, emit_entries, entry_bytes, entry_len, parse_entries};
 use super::{Field, MsgError, check_len, check_room, get_acceptor, get_u16, get_u64, set_acceptor};
 use crate::{AcceptorId, Ballot, Instance};
 
@@ -76,41 +76,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// whole, as [`Packet::entries`] refuses it): for receivers that build
     /// a value only where they need it (learners need one copy of the
     /// votes' value per instance, not one per vote).
-    pub fn entry_bytes(&self) -> Result<EntryBytes<'_>, MsgError> {
+    pub fn entry_bytes(&self) -> Result<impl Iterator<Item = (Instance, &[u8])>, MsgError> {
         let list = &self.buffer.as_ref()[HEADER_LEN..];
-        let mut at = 0;
-        for _ in 0..self.count() {
-            check_len("entry", at + 8, list.len())?;
-            at += 8 + scan_value(&list[at + 8..])?;
+        for e in entry_bytes(list, self.count()) {
+            e?;
         }
-        Ok(EntryBytes {
-            list,
-            left: self.count(),
-        })
-    }
-}
-
-/// The entries of a checked accepted, in place ([`Packet::entry_bytes`]).
-#[derive(Debug, Clone)]
-pub struct EntryBytes<'a> {
-    list: &'a [u8],
-    left: usize,
-}
-
-impl<'a> Iterator for EntryBytes<'a> {
-    type Item = (Instance, &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        // Checked by `entry_bytes`; a failure here only ends the list.
-        let instance = get_u64(self.list.get(..8)?, 0..8);
-        let n = scan_value(self.list.get(8..)?).ok()?;
-        let value = &self.list[8..8 + n];
-        self.list = &self.list[8 + n..];
-        Some((instance, value))
+        // Checked above: every entry reads again.
+        Ok(entry_bytes(list, self.count()).map_while(Result::ok))
     }
 }
 
@@ -173,5 +145,43 @@ impl Repr {
         b[field::RESERVED].fill(0);
         emit_entries(&self.entries, &mut b[HEADER_LEN..], false)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Command, NodeId, Value};
+
+    #[test]
+    fn entry_bytes_are_the_entries_or_refuse_a_vote_whole() {
+        let value = |seq| Value::batch(vec![Command::of(3, seq, b"put k v")]);
+        let r = Repr {
+            ballot: Ballot {
+                round: 2,
+                node: NodeId(1),
+                incarnation: 0,
+            },
+            acceptor: AcceptorId::default(),
+            entries: (0..3)
+                .map(|i| Entry {
+                    instance: 10 + i,
+                    ballot: Ballot::ZERO,
+                    value: value(i + 1),
+                })
+                .collect(),
+        };
+        let mut b = vec![0u8; r.buffer_len()];
+        r.emit(&mut Packet::new_unchecked(&mut b[..])).unwrap();
+        let p = Packet::new_checked(&b[..]).unwrap();
+        let got: Vec<_> = p.entry_bytes().unwrap().collect();
+        assert_eq!(got.len(), 3);
+        for ((i, bytes), e) in got.iter().zip(&r.entries) {
+            assert_eq!(*i, e.instance);
+            assert_eq!(crate::wire::value::parse_value(bytes).unwrap().0, e.value);
+        }
+        // The last entry cut short: nothing, not the first two.
+        let cut = Packet::new_checked(&b[..b.len() - 1]).unwrap();
+        assert!(cut.entry_bytes().is_err());
     }
 }
