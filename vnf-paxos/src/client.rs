@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use crate::config::ClientConfig;
 use crate::transmit::{Dest, Transmit};
-use crate::wire::value::{client_value_len, emit_client_value};
+use crate::wire::value::{emit_client_value, run_cost};
 use crate::wire::{Message, MsgError, MsgType, replies, reply, request, submit};
 use crate::{ClientId, Command, Instance, NodeId, Payload, Time};
 use dataplane::wire::nfvinc::{self, NfvHeader, NfvRepr, Service};
@@ -359,14 +359,7 @@ impl Client {
                 });
                 continue;
             }
-            // What the command adds: its payload and length, and a run
-            // header unless it continues the run before it.
-            let header = if last.and_then(|l| l.checked_add(1)) == Some(seq) {
-                0
-            } else {
-                crate::wire::value::RUN_HEADER_LEN
-            };
-            let cost = header + crate::wire::value::RUN_COMMAND_HEADER_LEN + len as usize;
+            let cost = run_cost(last.map(|l| (self.id, l)), self.id, seq, len as usize);
             let n = self.outgoing.len() - 1 - start;
             if n > 0 && (bytes + cost > max || n >= usize::from(u16::MAX)) {
                 self.outbox.push_back(Out::Submit {
@@ -375,9 +368,7 @@ impl Client {
                 });
                 start = self.outgoing.len() - 1;
                 // Alone in a new batch, it opens a run.
-                bytes = crate::wire::value::RUN_HEADER_LEN
-                    + crate::wire::value::RUN_COMMAND_HEADER_LEN
-                    + len as usize;
+                bytes = run_cost(None, self.id, seq, len as usize);
             } else {
                 bytes += cost;
             }
@@ -588,8 +579,15 @@ impl Client {
         cmds: Range<usize>,
         buf: &mut [u8],
     ) -> Result<usize, MsgError> {
-        let items = &self.outgoing[cmds];
-        let payload_len = client_value_len(items.iter().map(|&(seq, _, len)| (seq, len as usize)));
+        let commands = self.outgoing[cmds]
+            .iter()
+            .map(|&(seq, at, len)| (seq, self.payloads.get(at, len)));
+        // The value first, which gives the header its length.
+        let payload_len = match buf.get_mut(nfvinc::HEADER_LEN..) {
+            Some(value) => emit_client_value(self.id, commands, value)?,
+            // No room for the header either: its emit says so.
+            None => 0,
+        };
         let repr = NfvRepr {
             service: Service::Consensus,
             msg_type: MsgType::Submit.into(),
@@ -598,10 +596,6 @@ impl Client {
             payload_len,
         };
         repr.emit(&mut NfvHeader::new_unchecked(&mut *buf))?;
-        let commands = items
-            .iter()
-            .map(|&(seq, at, len)| (seq, self.payloads.get(at, len)));
-        emit_client_value(self.id, commands, &mut buf[nfvinc::HEADER_LEN..])?;
         Ok(repr.buffer_len())
     }
 
@@ -809,6 +803,11 @@ mod tests {
             // Too small a buffer: the message is dropped, not sent cut.
             b.handle_timeout(t + Duration::from_millis(30));
             assert_eq!(b.poll_emit(7, &mut buf[..40]), None);
+            // Not even room for the header.
+            b.handle_timeout(t + Duration::from_millis(90));
+            assert_eq!(b.poll_emit(7, &mut buf[..8]), None);
+            b.handle_timeout(t + Duration::from_millis(150));
+            assert!(b.poll_emit(7, &mut buf).is_some(), "retried whole");
         }
     }
 

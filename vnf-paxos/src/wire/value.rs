@@ -77,23 +77,42 @@ pub fn entry_len(e: &Entry, with_ballot: bool) -> usize {
     8 + if with_ballot { 8 } else { 0 } + e.value.wire_len()
 }
 
-/// Whether `c` continues the run that `prev` ends (same client, next
-/// number).
+/// Bytes a command of `client` numbered `seq` with a `payload_len`-byte
+/// payload adds to a value (as written, in runs) after `prev`, the client
+/// and number of the command before it: its payload and length, plus a
+/// run header unless it is the same client's next number.
 #[inline]
-fn continues(prev: Option<&Command>, c: &Command) -> bool {
-    prev.is_some_and(|p| p.client == c.client && p.seq.checked_add(1) == Some(c.seq))
-}
-
-/// Bytes `c` adds to a value (as written, in runs) after `prev`: its
-/// payload and length, plus a run header unless it continues `prev`'s run.
-#[inline]
-pub fn command_cost(prev: Option<&Command>, c: &Command) -> usize {
-    let header = if continues(prev, c) {
+pub fn run_cost(
+    prev: Option<(ClientId, u64)>,
+    client: ClientId,
+    seq: u64,
+    payload_len: usize,
+) -> usize {
+    let header = if continues(prev, client, seq) {
         0
     } else {
         RUN_HEADER_LEN
     };
-    header + RUN_COMMAND_HEADER_LEN + c.payload.len()
+    header + RUN_COMMAND_HEADER_LEN + payload_len
+}
+
+/// Whether `client`'s command `seq` continues the run that `prev` (the
+/// client and number of the command before it) ends.
+#[inline]
+fn continues(prev: Option<(ClientId, u64)>, client: ClientId, seq: u64) -> bool {
+    prev.is_some_and(|(c, s)| c == client && s.checked_add(1) == Some(seq))
+}
+
+/// Bytes `c` adds to a value (as written, in runs) after `prev`
+/// ([`run_cost`]).
+#[inline]
+pub fn command_cost(prev: Option<&Command>, c: &Command) -> usize {
+    run_cost(
+        prev.map(|p| (p.client, p.seq)),
+        c.client,
+        c.seq,
+        c.payload.len(),
+    )
 }
 
 /// Bytes a value of `commands` takes as written.
@@ -240,22 +259,6 @@ pub fn emit_value_of(commands: &[Command], b: &mut [u8]) -> Result<usize, MsgErr
     )
 }
 
-/// Bytes one client's commands, `(sequence number, payload length)` in
-/// order, take as a value (as written, in runs): what [`commands_len`]
-/// gives for the same commands.
-pub fn client_value_len(commands: impl Iterator<Item = (u64, usize)>) -> usize {
-    let mut len = VALUE_HEADER_LEN;
-    let mut prev: Option<u64> = None;
-    for (seq, plen) in commands {
-        if prev.and_then(|p| p.checked_add(1)) != Some(seq) {
-            len += RUN_HEADER_LEN;
-        }
-        len += RUN_COMMAND_HEADER_LEN + plen;
-        prev = Some(seq);
-    }
-    len
-}
-
 /// Writes one client's commands, `(sequence number, payload)` in order, as
 /// a value (in runs) at the front of `b`, byte for byte what
 /// [`emit_value_of`] writes for the same commands; returns the bytes they
@@ -277,16 +280,10 @@ fn emit_runs<'a>(
     commands: impl Iterator<Item = (ClientId, u64, &'a [u8])> + Clone,
     b: &mut [u8],
 ) -> Result<usize, MsgError> {
-    let continues = |prev: Option<(ClientId, u64)>, client, seq: u64| {
-        prev.is_some_and(|(c, s)| c == client && s.checked_add(1) == Some(seq))
-    };
     let mut len = VALUE_HEADER_LEN;
     let mut prev = None;
     for (client, seq, payload) in commands.clone() {
-        if !continues(prev, client, seq) {
-            len += RUN_HEADER_LEN;
-        }
-        len += RUN_COMMAND_HEADER_LEN + payload.len();
+        len += run_cost(prev, client, seq, payload.len());
         prev = Some((client, seq));
     }
     check_room("value", len, b.len())?;
@@ -525,7 +522,6 @@ mod tests {
                 Ok(len)
             );
             assert_eq!(got[..len], want[..len], "{n} commands");
-            assert_eq!(client_value_len(items.map(|(s, p)| (s, p.len()))), len);
             assert!(
                 emit_client_value(
                     ClientId(7),
