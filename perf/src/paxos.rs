@@ -88,8 +88,11 @@ pub struct PaxosArgs {
     /// third of the host's CPU time stayed idle and the rate still grew
     /// with the window (on this 2-vCPU host, afxdp 1,024: 0.62 M/s at
     /// 1.6 ms p50; 4,096: 0.76 M/s at 5 ms; 16,384: 0.92 M/s at 18 ms,
-    /// where it levels off: 32,768 gave no more). 16,384 values are 234
-    /// full instances, inside the leader's window of 256. `--in-flight 1`
+    /// where it levelled off then: 32,768 gave no more). 16,384 values are
+    /// 234 full instances, inside the leader's window of 256. Since the
+    /// processes got cheaper per value, 16,384 gives 1.5 M/s at 10 ms p50
+    /// and 32,768 (with `--window 512`) 1.6 M/s at 20 ms: most of the rate
+    /// at half the latency, so the default stays. `--in-flight 1`
     /// measures the unloaded latency, and the latency at a lighter load
     /// is a smaller `--in-flight` away.
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=65536))]
