@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::ops::{Add, Sub};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A point in time, in nanoseconds since an epoch the caller chooses.
 ///
@@ -59,6 +59,54 @@ impl Time {
     #[inline]
     pub fn monotonic_now() -> Time {
         Time(monotonic_nanos())
+    }
+}
+
+/// Maps [`Instant`]s (what the dataplane runtime hands a VNF) onto
+/// [`Time`] on `CLOCK_MONOTONIC` (what the cores take) and back: the
+/// shells' one converter, so that every service reads the XDP programs'
+/// time base the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+    base_ns: u64,
+}
+
+impl Clock {
+    /// A clock anchored now.
+    pub fn new() -> Self {
+        Clock {
+            base: Instant::now(),
+            base_ns: monotonic_nanos(),
+        }
+    }
+
+    /// The instant it was anchored at: one already past, for a wake-up
+    /// that is due now.
+    pub fn anchor(&self) -> Instant {
+        self.base
+    }
+
+    /// `at` as core time (instants before the anchor map to it).
+    pub fn time(&self, at: Instant) -> Time {
+        let d = at.saturating_duration_since(self.base).as_nanos() as u64;
+        Time::from_nanos(self.base_ns.saturating_add(d))
+    }
+
+    /// Core time `t` as an [`Instant`]: times before the anchor map to it,
+    /// and times too far ahead for an `Instant` (a core's "never",
+    /// [`Time::MAX`]) to a year from the anchor, never a panic.
+    pub fn instant(&self, t: Time) -> Instant {
+        let after = t.as_nanos().saturating_sub(self.base_ns);
+        self.base
+            .checked_add(Duration::from_nanos(after))
+            .unwrap_or(self.base + Duration::from_secs(86_400 * 365))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -135,6 +183,34 @@ impl fmt::Display for Time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_round_trips() {
+        let c = Clock::new();
+        let now = Instant::now();
+        let back = c.instant(c.time(now));
+        assert!(back <= now && now - back < Duration::from_micros(1));
+    }
+
+    #[test]
+    fn clock_maps_the_extremes_without_panic() {
+        let c = Clock::new();
+        let never = c.instant(Time::MAX);
+        assert!(never > Instant::now() + Duration::from_secs(86_400));
+        assert_eq!(
+            c.instant(Time::ZERO),
+            c.instant(c.time(c.instant(Time::ZERO)))
+        );
+        // On the monotonic clock's base, within the slack of two reads.
+        let before = Time::monotonic_now();
+        let t = c.time(Instant::now());
+        let after = Time::monotonic_now();
+        let slack = Duration::from_millis(1);
+        assert!(
+            t + slack >= before && t <= after + slack,
+            "{before} {t} {after}"
+        );
+    }
 
     #[test]
     fn arithmetic_saturates() {

@@ -65,39 +65,7 @@ pub trait LinkEvents: Send {
     fn ifindex(&self, name: &str) -> Option<u32>;
 }
 
-/// Maps [`Instant`]s onto [`Time`] on `CLOCK_MONOTONIC`.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    base: Instant,
-    base_ns: u64,
-}
-
-impl Clock {
-    /// A clock anchored now.
-    pub fn new() -> Self {
-        Self {
-            base: Instant::now(),
-            base_ns: monotonic_ns(),
-        }
-    }
-
-    /// `at` as detector time.
-    pub fn time(&self, at: Instant) -> Time {
-        let d = at.saturating_duration_since(self.base).as_nanos() as u64;
-        Time::from_nanos(self.base_ns.saturating_add(d))
-    }
-
-    /// Detector time `t` as an [`Instant`].
-    pub fn instant(&self, t: Time) -> Instant {
-        self.base + Duration::from_nanos(t.as_nanos().saturating_sub(self.base_ns))
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub use dataplane::time::Clock;
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds.
 pub use dataplane::time::monotonic_nanos as monotonic_ns;

@@ -100,42 +100,7 @@ pub const HOUSEKEEPING: Duration = Duration::from_millis(5);
 /// Offset of the UDP header in the frames the shell writes.
 const UDP_AT: usize = IPV4_OFFSET + ipv4::MIN_HEADER_LEN;
 
-/// Maps [`Instant`]s onto the core's [`Time`] (`CLOCK_MONOTONIC`).
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    base: Instant,
-    base_ns: u64,
-}
-
-impl Clock {
-    /// A clock anchored now.
-    pub fn new() -> Self {
-        Clock {
-            base: Instant::now(),
-            base_ns: dataplane::time::monotonic_nanos(),
-        }
-    }
-
-    /// `at` as core time.
-    pub fn time(&self, at: Instant) -> Time {
-        let d = at.saturating_duration_since(self.base).as_nanos() as u64;
-        Time::from_nanos(self.base_ns.saturating_add(d))
-    }
-
-    /// Core time `t` as an [`Instant`] (times before the anchor map to it).
-    pub fn instant(&self, t: Time) -> Instant {
-        let after = t.as_nanos().saturating_sub(self.base_ns);
-        self.base
-            .checked_add(Duration::from_nanos(after))
-            .unwrap_or(self.base + Duration::from_secs(86_400 * 365))
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub use dataplane::time::Clock;
 
 /// One member of the group as the shell reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -728,7 +693,7 @@ impl Vnf for SeqService {
     fn next_wakeup(&self) -> Option<Instant> {
         if self.pending_out || self.fanout.is_some() {
             // Already due: anything not after now will do.
-            return Some(self.clock.base);
+            return Some(self.clock.anchor());
         }
         Some(match self.next_timeout {
             Some(t) => t.min(self.next_housekeeping),
