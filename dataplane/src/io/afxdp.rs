@@ -548,25 +548,11 @@ impl PacketIo for AfXdpIo {
             return 0;
         }
         self.reclaim();
-        // Fixed before the loop: `spare` shrinks as frames are pushed.
-        let want = n.min(batch.spare());
-        let mut got = 0;
-        while got < want {
-            let Some(addr) = self.free.take() else { break };
-            batch.push(Desc { addr, len: 0 });
-            got += 1;
-        }
-        got
+        self.free.fill(batch, n)
     }
 
     fn release(&mut self, batch: &mut Batch) -> Result<(), IoError> {
-        adopt(batch, &self.mem, |a| self.free.put(a))?;
-        for d in batch.descs() {
-            self.free.put(self.mem.chunk_base(d.addr));
-        }
-        let n = batch.len();
-        batch.consume_front(n);
-        Ok(())
+        self.free.release(batch, &self.mem)
     }
 
     fn wait(&mut self, timeout: Duration) -> Result<(), IoError> {

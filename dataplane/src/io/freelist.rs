@@ -1,5 +1,9 @@
 //! A fixed-capacity stack of free chunk addresses.
 
+use std::sync::Arc;
+
+use super::{Batch, Desc, IoError, PacketMemory, adopt};
+
 /// Free chunks of a backend's packet memory. Sized once for every chunk the
 /// backend owns, so pushing never allocates.
 #[derive(Debug)]
@@ -37,5 +41,39 @@ impl FreeList {
     /// Number of free chunks.
     pub(crate) fn len(&self) -> usize {
         self.addrs.len()
+    }
+
+    /// Pushes free chunks onto `batch` as empty frames: `n` of them, or
+    /// fewer if the batch or the list runs out first; returns how many.
+    /// [`crate::io::PacketIo::alloc`] of the backends that own their chunks.
+    #[inline]
+    pub(crate) fn fill(&mut self, batch: &mut Batch, n: usize) -> usize {
+        // Fixed before the loop: `spare` shrinks as frames are pushed.
+        let want = n.min(batch.spare());
+        let mut got = 0;
+        while got < want {
+            let Some(addr) = self.take() else { break };
+            batch.push(Desc { addr, len: 0 });
+            got += 1;
+        }
+        got
+    }
+
+    /// Takes back every frame of `batch`, and those it dropped, leaving it
+    /// empty; refuses a batch over another backend's memory `mem`.
+    /// [`crate::io::PacketIo::release`] of the backends that own their
+    /// chunks.
+    pub(crate) fn release(
+        &mut self,
+        batch: &mut Batch,
+        mem: &Arc<PacketMemory>,
+    ) -> Result<(), IoError> {
+        adopt(batch, mem, |a| self.put(a))?;
+        for d in batch.descs() {
+            self.put(mem.chunk_base(d.addr));
+        }
+        let n = batch.len();
+        batch.consume_front(n);
+        Ok(())
     }
 }
