@@ -29,5 +29,7 @@ pub mod launch;
 pub mod neigh;
 pub mod netns;
 pub mod runtime;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod time;
 pub mod wire;

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dataplane::control::call;
+use dataplane::sim::Rng;
 use kv::{Event, Op, Output, Store};
 use libnfvinc::consensus::{Consensus, ConsensusConfig};
 use serde_json::json;
@@ -134,19 +135,6 @@ impl Drop for Service {
     }
 }
 
-/// SplitMix64, for the clients' random operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 fn now_ns(origin: Instant) -> u64 {
     origin.elapsed().as_nanos() as u64
 }
@@ -163,17 +151,18 @@ fn client(
     let handle = Consensus::connect(cfg).unwrap();
     let me = handle.client_id();
     let mut store = Store::default();
-    let mut rng = Rng(id.wrapping_mul(0x1234_5678_9abc_def1));
+    let mut rng = Rng::new(id.wrapping_mul(0x1234_5678_9abc_def1));
     let mut done = 0;
     while !stop.load(Ordering::Relaxed) {
-        let key = (rng.next() % u64::from(KEYS)) as u8;
+        let key = (rng.next_u64() % u64::from(KEYS)) as u8;
         // Values unique per client and operation.
         let value = id << 32 | done as u64;
-        let op = match rng.next() % 4 {
+        let op = match rng.next_u64() % 4 {
             0 | 1 => Op::Get(key),
             2 => Op::Put(key, value),
             _ => {
-                let expected = [None, Some(rng.next() % 3 + (id << 32))][(rng.next() % 2) as usize];
+                let expected =
+                    [None, Some(rng.next_u64() % 3 + (id << 32))][(rng.next_u64() % 2) as usize];
                 // Often the value last seen, so that some succeed.
                 let seen = match store.apply(Op::Get(key)) {
                     Output::Value(v) => v,
@@ -181,7 +170,11 @@ fn client(
                 };
                 Op::Cas(
                     key,
-                    if rng.next() % 2 == 0 { seen } else { expected },
+                    if rng.next_u64() % 2 == 0 {
+                        seen
+                    } else {
+                        expected
+                    },
                     value,
                 )
             }

@@ -27,38 +27,7 @@ use vnf_paxos::{
 pub const MS: u64 = 1_000_000;
 pub const US: u64 = 1_000;
 
-/// SplitMix64.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    /// True with probability `per_mille` / 1000.
-    pub fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
+pub use dataplane::sim::Rng;
 
 /// What the network and the environment do while faults are on.
 #[derive(Debug, Clone, Copy)]
@@ -270,7 +239,7 @@ impl Sim {
                 while left > 0 {
                     let n = rng.between(1, 5).min(left);
                     left -= n;
-                    schedule.push((rng.below(sc.fault_end.max(1)), n, rng.chance(500)));
+                    schedule.push((rng.below(sc.fault_end.max(1)), n, rng.chance(500, 1000)));
                 }
                 schedule.sort_unstable_by(|a, b| b.cmp(a));
                 let mut cfg = ClientConfig::new(coordinator_ids.clone());
@@ -361,10 +330,10 @@ impl Sim {
             if to == from {
                 continue;
             }
-            if self.cut(from) || self.cut(to) || self.rng.chance(f.loss_per_mille) {
+            if self.cut(from) || self.cut(to) || self.rng.chance(f.loss_per_mille, 1000) {
                 continue;
             }
-            let copies = if self.rng.chance(f.dup_per_mille) {
+            let copies = if self.rng.chance(f.dup_per_mille, 1000) {
                 2
             } else {
                 1

@@ -19,38 +19,7 @@ pub const GROUP: u64 = 0x5e9;
 /// The sequencer shell's polling period.
 pub const POLL: u64 = 20 * US;
 
-/// SplitMix64.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    /// True with probability `ppm` per million.
-    pub fn chance(&mut self, ppm: u64) -> bool {
-        self.below(1_000_000) < ppm
-    }
-}
+pub use dataplane::sim::Rng;
 
 /// What can go wrong in one run.
 #[derive(Debug, Clone)]
@@ -288,9 +257,9 @@ impl Sim {
             let copies = if cut {
                 0
             } else if self.faulty() {
-                if self.rng.chance(f.loss_ppm) {
+                if self.rng.chance(f.loss_ppm, 1_000_000) {
                     0
-                } else if self.rng.chance(f.dup_ppm) {
+                } else if self.rng.chance(f.dup_ppm, 1_000_000) {
                     2
                 } else {
                     1
