@@ -25,12 +25,10 @@
 //! time per REST operation of the daemon, the VNF and the clients
 //! (`rest_cpu_ns_per_op`), the figure to compare on a shared machine.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -38,6 +36,7 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use libnfvinc::direct::DirectAuth;
 use libnfvinc::fd::FdClient;
+use libnfvinc::rest::local::{LocalDaemon, LocalDaemonConfig};
 use libnfvinc::rest::{Client, Instance};
 use serde_json::{Value, json};
 use vnf_fd::wire::Target;
@@ -187,36 +186,6 @@ fn cpu_per_op(before: &[(&str, u32, Option<Duration>)], ops: u64) -> Value {
     )
 }
 
-/// The daemon this scenario started; stopped with SIGTERM when dropped.
-struct Daemon {
-    child: Child,
-    data: PathBuf,
-    keep: bool,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if self.keep {
-            eprintln!("the daemon's data directory: {}", self.data.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.data);
-        }
-    }
-}
-
 /// Raises this process's soft limit on open files to the hard limit.
 fn raise_open_files_limit() {
     let mut lim = libc::rlimit {
@@ -238,52 +207,17 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn start_daemon(
-    nfvinc: &Path,
-    isolation: bool,
-    keep: bool,
-) -> anyhow::Result<(Daemon, String, String)> {
-    let data = std::env::temp_dir().join(format!("nfvinc-perf-control-{}", std::process::id()));
-    std::fs::create_dir_all(&data)?;
-    let out = Command::new(nfvinc)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["user", "add", "perf"])
-        .stderr(Stdio::null())
-        .output()
-        .with_context(|| format!("running {} user add", nfvinc.display()))?;
-    if !out.status.success() {
-        bail!("nfvinc user add failed");
-    }
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let mut cmd = Command::new(nfvinc);
-    cmd.arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0"]);
-    if !isolation {
-        cmd.arg("--no-isolation");
-    }
-    let mut child = cmd
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(data.join("daemon.log"))?)
-        .spawn()
-        .context("starting nfvinc serve")?;
-    let stdout = child.stdout.take().context("the daemon's stdout")?;
-    let daemon = Daemon { child, data, keep };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("READY ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .context("nfvinc serve did not print READY within 30 s")?;
-    Ok((daemon, url, key))
+/// The scenario's own daemon: a fresh data directory and a user `perf`.
+fn start_daemon(nfvinc: &Path, isolation: bool, keep: bool) -> anyhow::Result<LocalDaemon> {
+    let cfg = LocalDaemonConfig {
+        nfvinc: nfvinc.to_owned(),
+        data: std::env::temp_dir().join(format!("nfvinc-perf-control-{}", std::process::id())),
+        user: "perf".into(),
+        isolation,
+        keep,
+        env: vec![("RUST_LOG".into(), "info".into())],
+    };
+    Ok(LocalDaemon::start(&cfg)?)
 }
 
 /// The direct channel of a freshly created instance.
@@ -371,7 +305,8 @@ pub fn run(a: &ControlArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Value> {
     let isolation = is_root() && !a.no_isolation;
     // Each client holds a connection: up to --clients sockets here.
     raise_open_files_limit();
-    let (daemon, url, key) = start_daemon(&nfvinc, isolation, a.keep_data)?;
+    let daemon = start_daemon(&nfvinc, isolation, a.keep_data)?;
+    let (url, key) = (daemon.url().to_owned(), daemon.api_key().to_owned());
     let client = Client::connect(&url, &key)?;
 
     // The instance under load, monitoring one process. It is the tenant's
@@ -426,7 +361,7 @@ pub fn run(a: &ControlArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Value> {
         .collect::<Result<_, _>>()
         .context("opening the clients' sessions")?;
     let cpu_before: Vec<(&str, u32, Option<Duration>)> = [
-        ("daemon", daemon.child.id()),
+        ("daemon", daemon.pid()),
         ("vnf", inst.pid.unwrap_or(0)),
         ("clients", std::process::id()),
     ]

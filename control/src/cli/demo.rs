@@ -7,13 +7,12 @@
 //! crate, looked up beside `nfvinc` like the VNFs are. Each one exits
 //! non-zero when its service misbehaved, and so does the demo.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use libnfvinc::rest::local::{LocalDaemon, LocalDaemonConfig};
 
 use super::{ClientArgs, ClientCommand};
 
@@ -64,36 +63,6 @@ const EXAMPLES: &[Example] = &[
     },
 ];
 
-/// A daemon the demo started; stopped with SIGTERM when dropped.
-struct OwnDaemon {
-    child: Child,
-    data: PathBuf,
-    keep: bool,
-}
-
-impl Drop for OwnDaemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if self.keep {
-            eprintln!("demo: data directory kept: {}", self.data.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.data);
-        }
-    }
-}
-
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -101,54 +70,18 @@ fn is_root() -> bool {
 
 /// Starts `nfvinc serve` with a fresh data directory; returns it with its
 /// URL and a new user's API key.
-fn start_daemon(exe: &Path, a: &DemoArgs) -> anyhow::Result<(OwnDaemon, String, String)> {
-    let data = std::env::temp_dir().join(format!("nfvinc-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let out = Command::new(exe)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["user", "add", "demo"])
-        .stderr(Stdio::null())
-        .output()
-        .context("running nfvinc user add")?;
-    if !out.status.success() {
-        bail!("nfvinc user add demo failed");
-    }
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let log = std::fs::File::create(data.join("daemon.log"))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0"]);
+fn start_daemon(exe: &Path, a: &DemoArgs) -> anyhow::Result<(LocalDaemon, String, String)> {
     let isolation = is_root() && !a.no_isolation;
-    if !isolation {
-        cmd.arg("--no-isolation");
-    }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .context("starting nfvinc serve")?;
-    let stdout = child.stdout.take().context("the daemon's stdout")?;
-    let daemon = OwnDaemon {
-        child,
-        data: data.clone(),
+    let daemon = LocalDaemon::start(&LocalDaemonConfig {
+        nfvinc: exe.to_owned(),
+        data: std::env::temp_dir().join(format!("nfvinc-demo-{}", std::process::id())),
+        user: "demo".into(),
+        isolation,
         keep: a.keep,
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if let Some(url) = line.strip_prefix("READY ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let Ok(url) = rx.recv_timeout(Duration::from_secs(30)) else {
-        let log = std::fs::read_to_string(data.join("daemon.log")).unwrap_or_default();
-        bail!("nfvinc serve did not become ready within 30 s; its log:\n{log}");
-    };
+        env: Vec::new(),
+    })?;
+    let (url, key) = (daemon.url().to_owned(), daemon.api_key().to_owned());
+    let data = daemon.data_dir();
     println!(
         "== nfvinc serve on {url} (data {}, {}) ==",
         data.display(),

@@ -17,6 +17,8 @@
 //! # Ok::<(), libnfvinc::rest::Error>(())
 //! ```
 
+pub mod local;
+
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
