@@ -27,7 +27,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use dataplane::control::{ControlClient, call};
-use dataplane::netns::{End, Netns, check_privileges, veth};
+use dataplane::netns::{End, Netns, Routed, check_privileges, veth};
 use serde_json::{Value, json};
 use vnf_fd::wire::Target;
 use vnf_fd::{ProcessId, State};
@@ -100,6 +100,9 @@ fn die_with_parent() {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
 }
 
+/// Three hosts behind the NFVI host's router (host `i` at
+/// [`host_addr`]`(i)`, behind port `p{i}`), and the VNF's namespace on the
+/// router's `uplink`.
 struct Topology {
     nfvi: Netns,
     vnf: Netns,
@@ -108,7 +111,11 @@ struct Topology {
 
 impl Topology {
     fn new() -> Self {
-        let nfvi = Netns::new("fdsw").unwrap();
+        let Routed {
+            router: nfvi,
+            hosts,
+            ..
+        } = Routed::new("fdh", [10, 60], 3).unwrap();
         let vnf = Netns::new("fdvnf").unwrap();
         veth(
             End {
@@ -124,28 +131,6 @@ impl Topology {
         )
         .unwrap();
         vnf.ip(&["route", "add", "default", "via", "10.50.0.1"])
-            .unwrap();
-        let mut hosts = Vec::new();
-        for i in 1..=3u8 {
-            let h = Netns::new(&format!("fdh{i}")).unwrap();
-            veth(
-                End {
-                    ns: &nfvi,
-                    ifname: &format!("p{i}"),
-                    cidr: &format!("10.60.{i}.1/24"),
-                },
-                End {
-                    ns: &h,
-                    ifname: "eth0",
-                    cidr: &format!("{}/24", host_addr(i)),
-                },
-            )
-            .unwrap();
-            h.ip(&["route", "add", "default", "via", &format!("10.60.{i}.1")])
-                .unwrap();
-            hosts.push(h);
-        }
-        nfvi.exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
             .unwrap();
         Self { nfvi, vnf, hosts }
     }

@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dataplane::control::call;
-use dataplane::netns::{End, Netns, check_privileges, veth};
+use dataplane::netns::{Netns, Routed, check_privileges};
 use libnfvinc::consensus::{Consensus, ConsensusConfig};
 use serde_json::{Value, json};
 
@@ -80,45 +80,16 @@ fn main() {
     println!("paxos_net: all ok ({:.1?})", started.elapsed());
 }
 
-struct Topology {
-    _router: Netns,
-    hosts: Vec<Netns>,
-}
+/// Eight hosts behind a router, host `k` at [`host_addr`]`(k)`.
+struct Topology(Routed);
 
 impl Topology {
     fn new() -> Self {
-        let router = Netns::new("pxsw").unwrap();
-        let mut hosts = Vec::new();
-        for k in 1..=8u8 {
-            let h = Netns::new(&format!("pxh{k}")).unwrap();
-            veth(
-                End {
-                    ns: &router,
-                    ifname: &format!("p{k}"),
-                    cidr: &format!("10.71.{k}.1/24"),
-                },
-                End {
-                    ns: &h,
-                    ifname: "eth0",
-                    cidr: &format!("{}/24", host_addr(k)),
-                },
-            )
-            .unwrap();
-            h.ip(&["route", "add", "default", "via", &format!("10.71.{k}.1")])
-                .unwrap();
-            hosts.push(h);
-        }
-        router
-            .exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
-            .unwrap();
-        Self {
-            _router: router,
-            hosts,
-        }
+        Topology(Routed::new("pxh", [10, 71], 8).unwrap())
     }
 
     fn host(&self, k: u8) -> &Netns {
-        &self.hosts[usize::from(k) - 1]
+        &self.0.hosts[usize::from(k) - 1]
     }
 }
 
