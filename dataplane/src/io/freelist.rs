@@ -45,9 +45,14 @@ impl FreeList {
 
     /// Pushes free chunks onto `batch` as empty frames: `n` of them, or
     /// fewer if the batch or the list runs out first; returns how many.
-    /// [`crate::io::PacketIo::alloc`] of the backends that own their chunks.
+    /// Takes back the chunks the batch dropped first; a batch over another
+    /// backend's memory `mem` gets none. [`crate::io::PacketIo::alloc`] of
+    /// the backends that own their chunks.
     #[inline]
-    pub(crate) fn fill(&mut self, batch: &mut Batch, n: usize) -> usize {
+    pub(crate) fn alloc(&mut self, batch: &mut Batch, mem: &Arc<PacketMemory>, n: usize) -> usize {
+        if adopt(batch, mem, |a| self.put(a)).is_err() {
+            return 0;
+        }
         // Fixed before the loop: `spare` shrinks as frames are pushed.
         let want = n.min(batch.spare());
         let mut got = 0;

@@ -165,10 +165,7 @@ impl PacketIo for MemIo {
     }
 
     fn alloc(&mut self, batch: &mut Batch, n: usize) -> usize {
-        if adopt(batch, &self.mem, |a| self.free.put(a)).is_err() {
-            return 0;
-        }
-        self.free.fill(batch, n)
+        self.free.alloc(batch, &self.mem, n)
     }
 
     fn release(&mut self, batch: &mut Batch) -> Result<(), IoError> {
@@ -294,6 +291,11 @@ mod tests {
         let mut foreign = b.new_batch();
         assert!(matches!(a.recv(&mut foreign), Err(IoError::ForeignBatch)));
         assert!(matches!(a.send(&mut foreign), Err(IoError::ForeignBatch)));
+        assert_eq!(a.alloc(&mut foreign, 1), 0);
+        assert!(matches!(
+            a.release(&mut foreign),
+            Err(IoError::ForeignBatch)
+        ));
         let mut other = b.new_batch();
         assert_eq!(foreign.move_to(&mut other), 0);
     }

@@ -663,10 +663,7 @@ impl PacketIo for UdpIo {
     }
 
     fn alloc(&mut self, batch: &mut Batch, n: usize) -> usize {
-        if adopt(batch, &self.mem, |a| self.free.put(a)).is_err() {
-            return 0;
-        }
-        self.free.fill(batch, n)
+        self.free.alloc(batch, &self.mem, n)
     }
 
     fn release(&mut self, batch: &mut Batch) -> Result<(), IoError> {
