@@ -68,9 +68,8 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Starts `nfvinc serve` with a fresh data directory; returns it with its
-/// URL and a new user's API key.
-fn start_daemon(exe: &Path, a: &DemoArgs) -> anyhow::Result<(LocalDaemon, String, String)> {
+/// Starts `nfvinc serve` with a fresh data directory and a user `demo`.
+fn start_daemon(exe: &Path, a: &DemoArgs) -> anyhow::Result<LocalDaemon> {
     let isolation = is_root() && !a.no_isolation;
     let daemon = LocalDaemon::start(&LocalDaemonConfig {
         nfvinc: exe.to_owned(),
@@ -80,18 +79,17 @@ fn start_daemon(exe: &Path, a: &DemoArgs) -> anyhow::Result<(LocalDaemon, String
         keep: a.keep,
         env: Vec::new(),
     })?;
-    let (url, key) = (daemon.url().to_owned(), daemon.api_key().to_owned());
-    let data = daemon.data_dir();
     println!(
-        "== nfvinc serve on {url} (data {}, {}) ==",
-        data.display(),
+        "== nfvinc serve on {} (data {}, {}) ==",
+        daemon.url(),
+        daemon.data_dir().display(),
         if isolation {
             "each tenant in its own network namespace"
         } else {
             "no isolation: instances on loopback"
         }
     );
-    Ok((daemon, url, key))
+    Ok(daemon)
 }
 
 /// Runs the demo.
@@ -104,7 +102,8 @@ pub fn run(client: &ClientArgs, a: &DemoArgs) -> anyhow::Result<()> {
             .context("--attach needs --api-key or NFVINC_API_KEY")?;
         (None, client.url.clone(), key)
     } else {
-        let (d, url, key) = start_daemon(&exe, a)?;
+        let d = start_daemon(&exe, a)?;
+        let (url, key) = (d.url().to_owned(), d.api_key().to_owned());
         (Some(d), url, key)
     };
     let args = ClientArgs {
