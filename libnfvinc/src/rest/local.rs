@@ -36,8 +36,10 @@ pub enum LocalDaemonError {
         /// What it said.
         stderr: String,
     },
-    /// The daemon did not announce its address in time.
-    #[error("nfvinc serve did not print READY within {timeout:?}; its log ({log_path}):\n{log}")]
+    /// The daemon exited, or did not announce its address in time.
+    #[error(
+        "nfvinc serve exited or stayed silent without printing READY (waited at most {timeout:?}); its log ({log_path}):\n{log}"
+    )]
     NotReady {
         /// How long it was given.
         timeout: Duration,
@@ -248,5 +250,19 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&data);
+    }
+
+    #[test]
+    fn a_daemon_that_exits_without_ready_fails_at_once_and_keeps_its_log() {
+        // `echo` "adds the user" (any output reads as a key) and then
+        // "serves" by printing its arguments and exiting: no READY line.
+        let data = scratch("exits");
+        let t = Instant::now();
+        let e = LocalDaemon::start(&cfg("/bin/echo", &data)).unwrap_err();
+        // Its stdout closed, so there is no wait for the READY timeout.
+        assert!(t.elapsed() < READY_TIMEOUT / 2, "{:?}", t.elapsed());
+        assert!(matches!(e, LocalDaemonError::NotReady { .. }), "{e}");
+        assert!(data.join("daemon.log").is_file(), "the log is kept");
+        std::fs::remove_dir_all(&data).unwrap();
     }
 }
